@@ -1,0 +1,71 @@
+"""spanledger: which of our customers costs us the most LLM spend?
+
+Attribute work to users with OpenTelemetry baggage (:class:`attribute_to`), copy it onto spans
+(:class:`UserAttributionProcessor`), price and store LLM calls in ClickHouse (:class:`CostExporter`),
+and ask who costs what (:class:`Ledger`).
+"""
+
+from __future__ import annotations
+
+from ._attribution import (
+    TAG_PREFIX,
+    TENANT_ATTRIBUTE,
+    USER_ATTRIBUTE,
+    UserAttributionProcessor,
+    attribute_to,
+)
+from ._errors import (
+    ConfigError,
+    SpanledgerError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
+from ._exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
+from ._ledger import (
+    UNATTRIBUTED_LABEL,
+    DailyRow,
+    Ledger,
+    ModelRow,
+    Page,
+    TenantRow,
+    Usage,
+    UserDetail,
+    UserRow,
+)
+from ._pricing import PriceFileError, Pricer, PriceRule
+from ._record import LLMCall
+from ._store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COST_AMOUNT_ATTRIBUTE",
+    "COST_CURRENCY_ATTRIBUTE",
+    "TAG_PREFIX",
+    "TENANT_ATTRIBUTE",
+    "UNATTRIBUTED_LABEL",
+    "USER_ATTRIBUTE",
+    "ConfigError",
+    "CostExporter",
+    "DailyRow",
+    "LLMCall",
+    "Ledger",
+    "ModelRow",
+    "Page",
+    "PriceFileError",
+    "PriceRule",
+    "Pricer",
+    "SpanledgerError",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "TenantRow",
+    "Usage",
+    "UserAttributionProcessor",
+    "UserDetail",
+    "UserRow",
+    "__version__",
+    "attribute_to",
+]

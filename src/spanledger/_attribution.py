@@ -1,0 +1,189 @@
+"""Who a span's work is for: the ``attribute_to`` helper and the ``UserAttributionProcessor``.
+
+The app says once, at its request boundary, whom the work is for. The default carrier is OpenTelemetry
+baggage, which follows the context into child spans, asyncio tasks, threads started with a copied
+context, and (through propagators) into other services. Baggage is also sent in a ``baggage`` header on
+**every** outgoing HTTP request by instrumented HTTP clients, LLM providers included; pass
+``propagate=False`` to keep the ids inside this process instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import get_current_span
+
+from ._config import env_list
+
+USER_ATTRIBUTE = "enduser.id"
+"""The span attribute holding the end user (OpenTelemetry's standard name)."""
+TENANT_ATTRIBUTE = "tenant.id"
+"""The span attribute holding the tenant (organisation, workspace, account)."""
+TAG_PREFIX = "spanledger.tag."
+"""Every other tag ``k`` is written as the span attribute ``spanledger.tag.k``."""
+NESTED_ATTRIBUTE = "spanledger.nested_llm_span"
+"""Set on an LLM span started inside another LLM span: both describe the same call."""
+
+DEFAULT_USER_KEYS = ("userId", "user_id", "user.id", "enduser.id")
+DEFAULT_TENANT_KEYS = ("tenantId", "tenant_id", "tenant.id", "org", "orgId", "organization.id")
+DEFAULT_TAG_KEYS = ("plan", "feature", "env", "environment", "team", "project", "region")
+
+_LOCAL_KEY = context.create_key("spanledger-local-attribution")
+_EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-tags")
+
+# Attributes an LLM span has when it starts, in any of the conventions we read.
+_LLM_START_MARKERS = ("gen_ai.request.model", "llm.model_name", "ai.model.id")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class attribute_to(contextlib.ContextDecorator):
+    """Attribute every span started inside to a user, a tenant and tags.
+
+    Use it as ``with attribute_to(user_id=…):`` or as a decorator on a sync or ``async def`` function.
+    Nested uses override the outer values key by key and restore them on exit. ``None`` values are
+    left out. Tags are free-form ``key=value`` pairs (``plan="pro"``, ``feature="summarize"``).
+
+    Args:
+        user_id: The end user; written under the baggage key ``userId``.
+        tenant_id: The tenant; written under ``tenantId``.
+        propagate: ``True`` (default) stores the values as baggage, which crosses process boundaries
+            and is sent in the ``baggage`` header of outgoing requests. ``False`` keeps them in a
+            private context key that no propagator sends.
+        **tags: Other tags; each is copied onto spans as ``spanledger.tag.<key>``.
+    """
+
+    def __init__(
+        self, user_id: object = None, tenant_id: object = None, *, propagate: bool = True, **tags: object
+    ) -> None:
+        values: dict[str, str] = {}
+        if user_id is not None:
+            values["userId"] = str(user_id)
+        if tenant_id is not None:
+            values["tenantId"] = str(tenant_id)
+        for key, value in tags.items():
+            if value is not None:
+                values[key] = str(value)
+        self._values = values
+        self._tag_keys = frozenset(tags)
+        self._propagate = propagate
+        self._tokens: list[object] = []
+
+    def __enter__(self) -> attribute_to:
+        ctx = context.get_current()
+        if self._propagate:
+            for key, value in self._values.items():
+                ctx = baggage.set_baggage(key, value, context=ctx)
+        else:
+            local = dict(cast(Mapping[str, str], context.get_value(_LOCAL_KEY, ctx) or {}))
+            local.update(self._values)
+            ctx = context.set_value(_LOCAL_KEY, local, ctx)
+        if self._tag_keys:
+            explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, ctx) or frozenset())
+            ctx = context.set_value(_EXPLICIT_TAGS_KEY, explicit | self._tag_keys, ctx)
+        self._tokens.append(context.attach(ctx))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        context.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    def __call__(self, func: F) -> F:  # type: ignore[override]
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._recreate_cm():
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+        return cast(F, super().__call__(func))
+
+    def _recreate_cm(self) -> attribute_to:
+        # a fresh instance per call so that concurrent calls of a decorated function never share tokens
+        clone = attribute_to.__new__(attribute_to)
+        clone._values, clone._tag_keys = self._values, self._tag_keys
+        clone._propagate, clone._tokens = self._propagate, []
+        return clone
+
+
+def current_attribution(ctx: Context | None = None) -> dict[str, str]:
+    """The baggage and local attribution values visible in ``ctx`` (default: the current context)."""
+    values = dict(cast(Mapping[str, str], baggage.get_all(ctx)))
+    local = context.get_value(_LOCAL_KEY, ctx)
+    if local:
+        values.update(cast(Mapping[str, str], local))
+    return values
+
+
+class UserAttributionProcessor(SpanProcessor):
+    """Copy user, tenant and allowed tags from baggage onto every span when it starts.
+
+    The first present key of ``user_keys`` becomes ``enduser.id``, of ``tenant_keys`` ``tenant.id``;
+    each key of ``tag_keys`` present in baggage becomes ``spanledger.tag.<key>``, and so does every tag
+    set through :class:`attribute_to` in this process. ``tag_keys=("*",)`` allows every other key.
+    A span whose instrumentation already set ``enduser.id`` keeps it.
+
+    Key lists fall back to ``SPANLEDGER_USER_KEYS``, ``SPANLEDGER_TENANT_KEYS`` and
+    ``SPANLEDGER_TAG_KEYS`` (comma-separated), then to the defaults in this module.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_keys: Sequence[str] | None = None,
+        tenant_keys: Sequence[str] | None = None,
+        tag_keys: Sequence[str] | None = None,
+    ) -> None:
+        self._user_keys = env_list("SPANLEDGER_USER_KEYS", user_keys, DEFAULT_USER_KEYS)
+        self._tenant_keys = env_list("SPANLEDGER_TENANT_KEYS", tenant_keys, DEFAULT_TENANT_KEYS)
+        tags = env_list("SPANLEDGER_TAG_KEYS", tag_keys, DEFAULT_TAG_KEYS)
+        self._all_tags = "*" in tags
+        self._tag_keys = frozenset(tags)
+        self._identity_keys = frozenset(self._user_keys) | frozenset(self._tenant_keys)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        parent = get_current_span(parent_context)
+        parent_attrs = getattr(parent, "attributes", None)
+        if parent_attrs and any(marker in parent_attrs for marker in _LLM_START_MARKERS):
+            span.set_attribute(NESTED_ATTRIBUTE, True)
+        values = current_attribution(parent_context)
+        if not values:
+            return
+        attributes: dict[str, str] = {}
+        for key in self._user_keys:
+            user = values.get(key)
+            if user:
+                attributes[USER_ATTRIBUTE] = user
+                break
+        for key in self._tenant_keys:
+            tenant = values.get(key)
+            if tenant:
+                attributes[TENANT_ATTRIBUTE] = tenant
+                break
+        explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, parent_context) or frozenset())
+        for key, value in values.items():
+            if key in self._identity_keys:
+                continue
+            if self._all_tags or key in self._tag_keys or key in explicit:
+                attributes[TAG_PREFIX + key] = value
+        existing = span.attributes or {}
+        if USER_ATTRIBUTE in existing:
+            attributes.pop(USER_ATTRIBUTE, None)
+        if attributes:
+            span.set_attributes(attributes)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

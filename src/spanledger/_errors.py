@@ -1,0 +1,38 @@
+"""Errors spanledger raises to its callers (never from inside an exporter's ``export``).
+
+::
+
+    SpanledgerError
+     ├── ConfigError            a bad DSN, option or price file
+     │    └── PriceFileError
+     └── StoreError             ClickHouse refused or could not be reached (carries ``code``, ``name``)
+          ├── StoreLockedError  the embedded chDB directory is held by another process
+          └── StoreUnavailableError  the server could not be reached
+"""
+
+from __future__ import annotations
+
+
+class SpanledgerError(Exception):
+    """Base of every error spanledger raises."""
+
+
+class ConfigError(SpanledgerError, ValueError):
+    """A DSN, option or file the user gave cannot be used."""
+
+
+class StoreError(SpanledgerError):
+    """ClickHouse refused an operation; ``code`` and ``name`` are ClickHouse's when it gave them."""
+
+    def __init__(self, message: str, *, code: int | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the embedded chDB data directory (one process per directory)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The ClickHouse server could not be reached or did not answer in time."""

@@ -1,0 +1,483 @@
+"""``Ledger``: who costs what, answered from the hourly rollups.
+
+Windows are exact to the microsecond: whole hours inside ``[start, end)`` come from the rollup
+tables, and the partial hours at either edge from the raw ``llm_calls`` table, combined in one query
+(``uniq`` states merge across both). Every user-supplied value is a bound query parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from ._errors import ConfigError
+from ._schema import METRIC_SELECT, RAW_TABLE, TENANT_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
+from ._store import Store
+from ._timewindow import TimeBound, parse_bound
+
+UNATTRIBUTED_LABEL = "(unattributed)"
+"""How a call with no user is shown; it is stored with ``user_id = ''``."""
+
+SortBy = Literal["cost", "requests", "tokens", "last_seen"]
+_SORT_COLUMNS = {"cost": "cost", "requests": "requests", "tokens": "total_tokens", "last_seen": "last_seen"}
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_LIMIT = 1000
+
+_OUTER_METRICS = """
+    sum(requests) AS requests, sum(errors) AS errors,
+    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens, input_tokens + output_tokens AS total_tokens,
+    sum(cost) AS cost, sum(unpriced_requests) AS unpriced_requests, sum(unpriced_tokens) AS unpriced_tokens,
+    sum(latency_us) AS latency_us, uniqMerge(traces) AS traces,
+    min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
+
+_ROLLUP_INNER = """
+    sum(requests) AS requests, sum(errors) AS errors,
+    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost,
+    sum(unpriced_requests) AS unpriced_requests, sum(unpriced_tokens) AS unpriced_tokens,
+    sum(latency_us) AS latency_us, uniqMergeState(traces) AS traces,
+    min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
+
+# The raw table's columns are qualified (``r.``) so that the aliases, which reuse the column names,
+# never shadow them inside other expressions.
+_RAW_INNER = METRIC_SELECT
+_ZERO_COST = "sum(ifNull(r.cost, toDecimal64(0, 12)))"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Totals for one user, tenant, model or day over a window."""
+
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost: Decimal
+    """Exact USD of the priced calls; unpriced calls are counted in ``unpriced_requests``, not here."""
+    unpriced_requests: int
+    unpriced_tokens: int
+    avg_latency_ms: float
+    traces: int
+    """Distinct traces (ClickHouse ``uniq``: exact for small counts, within ~1 % beyond)."""
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """One user (within one tenant) and their totals."""
+
+    user_id: str
+    """``""`` for calls with no user: see :attr:`label`."""
+    tenant_id: str
+    usage: Usage
+    distinct_models: int
+    top_model: str
+    """The model this user spent the most on in the window."""
+
+    @property
+    def label(self) -> str:
+        return self.user_id or UNATTRIBUTED_LABEL
+
+    @property
+    def attributed(self) -> bool:
+        return bool(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    tenant_id: str
+    usage: Usage
+    active_users: int
+    """Distinct attributed users (``uniq``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    provider: str
+    model: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRow:
+    day: date
+    cost: Decimal
+    requests: int
+    active_users: int
+    key: str = ""
+    """The user or tenant id when the series was asked per user or per tenant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of rows and the number of rows on all pages."""
+
+    rows: list[Any]
+    total: int
+    page: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    user_id: str
+    summary: UserRow | None
+    models: list[ModelRow]
+    daily: list[DailyRow]
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """The most recent calls, newest first, each the full stored record."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    start: datetime
+    end: datetime
+    full_start: datetime
+    full_end: datetime
+
+
+def _window(start: TimeBound, end: TimeBound) -> _Window:
+    s = parse_bound(start) or _FAR_PAST
+    e = parse_bound(end) or _FAR_FUTURE
+    if e < s:
+        raise ConfigError(f"the window ends ({e:%Y-%m-%d %H:%M:%S}) before it starts ({s:%Y-%m-%d %H:%M:%S})")
+    full_start = s.replace(minute=0, second=0, microsecond=0)
+    if full_start < s:
+        full_start += timedelta(hours=1)
+    full_end = e.replace(minute=0, second=0, microsecond=0)
+    if full_end < full_start:
+        full_end = full_start  # no whole hour inside: everything comes from the raw table
+    return _Window(s, e, full_start, full_end)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
+
+
+def _usage(row: Mapping[str, Any]) -> Usage:
+    requests = int(row["requests"])
+    return Usage(
+        requests=requests,
+        errors=int(row["errors"]),
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cache_read_tokens=int(row["cache_read_tokens"]),
+        cache_write_tokens=int(row["cache_write_tokens"]),
+        reasoning_tokens=int(row["reasoning_tokens"]),
+        total_tokens=int(row["total_tokens"]),
+        cost=Decimal(row["cost"]),
+        unpriced_requests=int(row["unpriced_requests"]),
+        unpriced_tokens=int(row["unpriced_tokens"]),
+        avg_latency_ms=(int(row["latency_us"]) / requests / 1000) if requests else 0.0,
+        traces=int(row["traces"]),
+        first_seen=_utc(row["first_seen"]),
+        last_seen=_utc(row["last_seen"]),
+    )
+
+
+class _Query:
+    """Builds the window + filter SQL shared by every ledger query, collecting bound parameters."""
+
+    def __init__(self, db: str, window: _Window) -> None:
+        self.db = db
+        self.window = window
+        self.params: dict[str, Any] = {
+            "w_start": _ts(window.start),
+            "w_end": _ts(window.end),
+            "w_full_start": _ts(window.full_start),
+            "w_full_end": _ts(window.full_end),
+        }
+        self.filters: list[str] = []
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return name
+
+    def where_equal(self, column: str, value: str | None) -> None:
+        if value is not None:
+            self.filters.append(f"{column} = {{{self.bind(value)}:String}}")
+
+    def where_tags(self, tags: Mapping[str, str] | None) -> None:
+        for key, value in (tags or {}).items():
+            k, v = self.bind(str(key)), self.bind(str(value))
+            self.filters.append(f"tags[{{{k}:String}}] = {{{v}:String}}")
+
+    def where_search(self, column: str, search: str | None) -> None:
+        if search:
+            self.filters.append(f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0")
+
+    def where_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        name = self.bind(pairs)
+        self.filters.append(f"(tenant_id, user_id) IN (SELECT arrayJoin({{{name}:Array(Tuple(String, String))}}))")
+
+    def _extra(self) -> str:
+        return "".join(f" AND {f}" for f in self.filters)
+
+    def union(self, rollup: str, keys: list[str], inner_rollup: str, inner_raw: str) -> str:
+        """Rollup rows for the whole hours UNION ALL raw rows for the partial hours, grouped by ``keys``."""
+        group = ", ".join(keys)
+        return f"""
+    SELECT {group}, {inner_rollup}
+    FROM {self.db}.{rollup}
+    WHERE hour >= {{w_full_start:DateTime64(6, 'UTC')}} AND hour < {{w_full_end:DateTime64(6, 'UTC')}}{self._extra()}
+    GROUP BY {group}
+    UNION ALL
+    SELECT {group.replace("day", "toDate(timestamp) AS day")}, {inner_raw}
+    FROM {self.db}.{RAW_TABLE} AS r
+    WHERE ((timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_full_start:DateTime64(6, 'UTC')}})
+        OR (timestamp >= {{w_full_end:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}})){self._extra()}
+    GROUP BY {group}"""
+
+
+class Ledger:
+    """Read-only questions about spend: who, which tenant, which model, which day.
+
+    Args:
+        store: A DSN (default ``SPANLEDGER_STORE``) or an open :class:`Store`.
+    """
+
+    def __init__(self, store: str | Store | None = None) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result = self.store.query(sql, params)
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def users(
+        self,
+        *,
+        sort_by: SortBy = "cost",
+        sort_dir: Literal["asc", "desc"] = "desc",
+        page: int = 1,
+        limit: int = 50,
+        search: str | None = None,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        tenant_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Page:
+        """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users."""
+        order = self._order(sort_by, sort_dir)
+        page, limit = self._paging(page, limit)
+        q = _Query(self.store.database, _window(start, end))
+        q.where_equal("tenant_id", tenant_id)
+        q.where_search("user_id", search)
+        q.where_tags(tags)
+        keys = ["tenant_id", "user_id"]
+        sql = f"""
+SELECT tenant_id, user_id, {_OUTER_METRICS}, count() OVER () AS total_rows
+FROM ({q.union(USER_ROLLUP, keys, _ROLLUP_INNER, _RAW_INNER)})
+GROUP BY tenant_id, user_id
+ORDER BY {order}, tenant_id ASC, user_id ASC
+LIMIT {limit} OFFSET {(page - 1) * limit}"""
+        rows = self._rows(sql, q.params)
+        total = int(rows[0]["total_rows"]) if rows else self._count_users(q)
+        models = self._top_models(q.window, [(r["tenant_id"], r["user_id"]) for r in rows], tags)
+        out = [
+            UserRow(
+                user_id=r["user_id"],
+                tenant_id=r["tenant_id"],
+                usage=_usage(r),
+                distinct_models=models.get((r["tenant_id"], r["user_id"]), (0, ""))[0],
+                top_model=models.get((r["tenant_id"], r["user_id"]), (0, ""))[1],
+            )
+            for r in rows
+        ]
+        return Page(rows=out, total=total, page=page, limit=limit)
+
+    def _count_users(self, q: _Query) -> int:
+        sql = f"""SELECT count() AS n FROM (SELECT tenant_id, user_id FROM (
+            {q.union(USER_ROLLUP, ["tenant_id", "user_id"], _ROLLUP_INNER, _RAW_INNER)}) GROUP BY tenant_id, user_id)"""
+        return int(self._rows(sql, q.params)[0]["n"])
+
+    def _top_models(
+        self, window: _Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
+    ) -> dict[tuple[str, str], tuple[int, str]]:
+        if not pairs:
+            return {}
+        q = _Query(self.store.database, window)
+        q.where_pairs(pairs)
+        q.where_tags(tags)
+        keys = ["tenant_id", "user_id", "model"]
+        inner = "sum(cost) AS cost, sum(requests) AS requests"
+        raw = f"{_ZERO_COST} AS cost, count() AS requests"
+        sql = f"""
+SELECT tenant_id, user_id, count() AS models, argMax(model, (cost, requests, model)) AS top_model
+FROM (SELECT tenant_id, user_id, model, sum(cost) AS cost, sum(requests) AS requests
+      FROM ({q.union(USER_MODEL_ROLLUP, keys, inner, raw)}) GROUP BY tenant_id, user_id, model)
+GROUP BY tenant_id, user_id"""
+        return {(r["tenant_id"], r["user_id"]): (int(r["models"]), r["top_model"]) for r in self._rows(sql, q.params)}
+
+    def user(
+        self,
+        user_id: str,
+        *,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        tenant_id: str | None = None,
+        calls: int = 50,
+    ) -> UserDetail:
+        """One user's totals, per-model breakdown, daily cost and most recent calls (``""`` = unattributed)."""
+        window = _window(start, end)
+        q = _Query(self.store.database, window)
+        q.where_equal("user_id", user_id)
+        q.where_equal("tenant_id", tenant_id)
+        summary_sql = f"""
+SELECT arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenant_id, {_OUTER_METRICS}
+FROM ({q.union(USER_ROLLUP, ["tenant_id", "user_id"], _ROLLUP_INNER, _RAW_INNER)})
+HAVING requests > 0"""
+        summary_rows = self._rows(summary_sql, q.params)
+        models_sql = f"""
+SELECT provider, model, {_OUTER_METRICS}
+FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], _ROLLUP_INNER, _RAW_INNER)})
+GROUP BY provider, model
+ORDER BY cost DESC, requests DESC, model ASC"""
+        models = [ModelRow(r["provider"], r["model"], _usage(r)) for r in self._rows(models_sql, q.params)]
+        summary = None
+        if summary_rows:
+            r = summary_rows[0]
+            summary = UserRow(
+                user_id=user_id,
+                tenant_id=r["tenant_id"],
+                usage=_usage(r),
+                distinct_models=len(models),
+                top_model=models[0].model if models else "",
+            )
+        daily = self._daily(q, USER_ROLLUP, key=None, users_state=False)
+        recent = self._recent_calls(q, max(0, min(calls, MAX_LIMIT)))
+        return UserDetail(user_id=user_id, summary=summary, models=models, daily=daily, calls=recent)
+
+    def _recent_calls(self, q: _Query, limit: int) -> list[dict[str, Any]]:
+        if limit == 0:
+            return []
+        sql = f"""
+SELECT * FROM {q.db}.{RAW_TABLE}
+WHERE timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}}{q._extra()}
+ORDER BY timestamp DESC, span_id DESC
+LIMIT {limit}"""
+        rows = self._rows(sql, q.params)
+        for row in rows:
+            row["trace_id"] = f"{row['trace_id']:032x}"
+            row["span_id"] = f"{row['span_id']:016x}"
+            row["parent_span_id"] = f"{row['parent_span_id']:016x}"
+            for key in ("timestamp", "inserted_at"):
+                row[key] = _utc(row[key])
+        return rows
+
+    def tenants(
+        self,
+        *,
+        sort_by: SortBy = "cost",
+        sort_dir: Literal["asc", "desc"] = "desc",
+        page: int = 1,
+        limit: int = 50,
+        search: str | None = None,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Page:
+        """A page of tenants with their totals and active users."""
+        order = self._order(sort_by, sort_dir)
+        page, limit = self._paging(page, limit)
+        q = _Query(self.store.database, _window(start, end))
+        q.where_search("tenant_id", search)
+        q.where_tags(tags)
+        inner_rollup = _ROLLUP_INNER + ", uniqMergeState(users) AS users"
+        inner_raw = _RAW_INNER + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        sql = f"""
+SELECT tenant_id, {_OUTER_METRICS}, uniqMerge(users) AS active_users, count() OVER () AS total_rows
+FROM ({q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw)})
+GROUP BY tenant_id
+ORDER BY {order}, tenant_id ASC
+LIMIT {limit} OFFSET {(page - 1) * limit}"""
+        rows = self._rows(sql, q.params)
+        total = int(rows[0]["total_rows"]) if rows else 0
+        if not rows and page > 1:
+            total = self.tenants(search=search, start=start, end=end, tags=tags, limit=1).total
+        out = [TenantRow(r["tenant_id"], _usage(r), int(r["active_users"])) for r in rows]
+        return Page(rows=out, total=total, page=page, limit=limit)
+
+    def daily(
+        self,
+        *,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        per: Literal["user", "tenant"] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[DailyRow]:
+        """Cost, requests and active users per UTC day; ``per`` splits each day by user or tenant."""
+        q = _Query(self.store.database, _window(start, end))
+        q.where_equal("user_id", user_id)
+        q.where_equal("tenant_id", tenant_id)
+        q.where_tags(tags)
+        if per == "user" or user_id is not None:
+            return self._daily(q, USER_ROLLUP, key="user_id" if per == "user" else None, users_state=False)
+        return self._daily(q, TENANT_ROLLUP, key="tenant_id" if per == "tenant" else None, users_state=True)
+
+    def _daily(self, q: _Query, rollup: str, *, key: str | None, users_state: bool) -> list[DailyRow]:
+        day = "toDate(hour) AS day"
+        keys = ["day"] + ([key] if key else [])
+        if users_state:
+            inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, uniqMergeState(users) AS users"
+            inner_raw = f"{_ZERO_COST} AS cost, count() AS requests, uniqStateIf(r.user_id, r.user_id != '') AS users"
+            users = "uniqMerge(users)"
+        else:
+            inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, groupUniqArray(user_id) AS users"
+            inner_raw = f"{_ZERO_COST} AS cost, count() AS requests, groupUniqArray(r.user_id) AS users"
+            users = "length(arrayFilter(u -> u != '', arrayDistinct(arrayFlatten(groupArray(users)))))"
+        union = q.union(rollup, keys, inner_rollup, inner_raw).replace("SELECT day", f"SELECT {day}", 1)
+        sql = f"""
+SELECT {", ".join(keys)}, sum(cost) AS cost, sum(requests) AS requests, {users} AS active_users
+FROM ({union})
+GROUP BY {", ".join(keys)}
+ORDER BY {", ".join(keys)}"""
+        return [
+            DailyRow(
+                day=r["day"],
+                cost=Decimal(r["cost"]),
+                requests=int(r["requests"]),
+                active_users=int(r["active_users"]),
+                key=r.get(key, "") if key else "",
+            )
+            for r in self._rows(sql, q.params)
+        ]
+
+    @staticmethod
+    def _order(sort_by: str, sort_dir: str) -> str:
+        if sort_by not in _SORT_COLUMNS:
+            raise ConfigError(f"bad sort {sort_by!r}: use one of {', '.join(_SORT_COLUMNS)}")
+        if sort_dir not in ("asc", "desc"):
+            raise ConfigError(f"bad sort direction {sort_dir!r}: use asc or desc")
+        return f"{_SORT_COLUMNS[sort_by]} {sort_dir.upper()}"
+
+    @staticmethod
+    def _paging(page: int, limit: int) -> tuple[int, int]:
+        if not isinstance(page, int) or page < 1:
+            raise ConfigError(f"bad page {page!r}: pages start at 1")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ConfigError(f"bad limit {limit!r}: between 1 and {MAX_LIMIT}")
+        return page, limit

@@ -1,0 +1,386 @@
+"""Finished span → :class:`LLMCall`, whichever instrumentation wrote it.
+
+Reads the OpenTelemetry GenAI conventions (current and deprecated names), OpenLLMetry, OpenInference,
+OpenLIT, the Vercel AI SDK and Logfire / Pydantic AI (see ``CONVENTIONS.md`` §2). Each concept has an
+ordered list of attribute names; the first one present wins.
+
+Outcomes for a span, each counted by the exporter:
+
+* an LLM call → an :class:`LLMCall` (with ``flags`` naming whatever had to be repaired);
+* not an LLM call (HTTP, DB, agent or workflow wrapper spans) → ``SKIP_NOT_LLM``;
+* an LLM span nested in another LLM span (two instrumentations of the same call) → ``SKIP_NESTED``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from ._attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE
+from ._record import LLMCall
+
+SKIP_NOT_LLM: Final = "not_llm"
+SKIP_NESTED: Final = "nested_duplicate"
+
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
+MODEL_KEYS = (
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.response.model",
+    "llm.request.model",
+    "llm.model_name",
+    "ai.response.model",
+    "ai.model.id",
+)
+REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model", "llm.model_name", "ai.model.id")
+INPUT_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "ai.usage.inputTokens",
+    "ai.usage.promptTokens",
+)
+OUTPUT_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "ai.usage.outputTokens",
+    "ai.usage.completionTokens",
+)
+CACHE_READ_KEYS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+    "ai.usage.cachedInputTokens",
+    "ai.usage.inputTokenDetails.cacheReadTokens",
+)
+CACHE_WRITE_KEYS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+    "ai.usage.cacheWriteTokens",
+    "ai.usage.inputTokenDetails.cacheWriteTokens",
+)
+REASONING_KEYS = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
+    "llm.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+    "ai.usage.reasoningTokens",
+    "ai.usage.outputTokenDetails.reasoningTokens",
+)
+OPERATION_KEYS = ("gen_ai.operation.name", "llm.request.type")
+RESPONSE_ID_KEYS = ("gen_ai.response.id", "llm.response.id", "ai.response.id")
+SPAN_USER_KEYS = (
+    USER_ATTRIBUTE,
+    "user.id",
+    "langfuse.user.id",
+    "gen_ai.user",
+    "gen_ai.request.user",
+    "llm.user",
+    "traceloop.association.properties.user_id",
+    "ai.telemetry.metadata.userId",
+)
+SPAN_TENANT_KEYS = (
+    TENANT_ATTRIBUTE,
+    "traceloop.association.properties.tenant_id",
+    "ai.telemetry.metadata.tenantId",
+    "langfuse.trace.metadata.tenant_id",
+)
+PROMPT_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "input.value", "ai.prompt.messages", "ai.prompt")
+COMPLETION_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value", "ai.response.text")
+
+# Operations that wrap LLM calls rather than being one; counting them would count the call twice.
+_WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "workflow", "task", "agent", "tool"})
+_OPENINFERENCE_LLM_KINDS = frozenset({"LLM", "EMBEDDING"})
+_VERCEL_CALL_SPAN = re.compile(r"^ai\.[A-Za-z]+\.do[A-Z][A-Za-z]*$")
+
+# gen_ai.system / llm.provider / ai.model.provider spellings → genai-prices provider ids.
+_PROVIDER_ALIASES = {
+    "openai": "openai",
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure_openai": "azure",
+    "azure": "azure",
+    "azure.ai.inference": "azure",
+    "anthropic": "anthropic",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "gemini": "google",
+    "vertex_ai": "google",
+    "vertexai": "google",
+    "google": "google",
+    "google.generative-ai": "google",
+    "google.vertex": "google",
+    "aws.bedrock": "aws",
+    "bedrock": "aws",
+    "amazon-bedrock": "aws",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+    "mistral": "mistral",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "cohere": "cohere",
+    "perplexity": "perplexity",
+    "openrouter": "openrouter",
+    "together": "together",
+    "together_ai": "together",
+    "fireworks": "fireworks",
+    "cerebras": "cerebras",
+}
+
+MAX_TOKENS: Final = 10**10
+"""Token counts above this are treated as corrupt (no real call reads ten billion tokens)."""
+MAX_ID_CHARS: Final = 256
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_MIN_TS_NS: Final = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1e9)
+_FUTURE_SLACK_NS: Final = 24 * 3600 * 10**9
+
+
+def normalize_provider(raw: str) -> str:
+    """``gen_ai.system``-style spellings (``OpenAI``, ``gcp.vertex_ai``, ``openai.chat``) → a price-table id."""
+    value = raw.strip().lower()
+    if value in _PROVIDER_ALIASES:
+        return _PROVIDER_ALIASES[value]
+    head = value.split(".", 1)[0]  # Vercel: "openai.responses", "anthropic.messages"
+    return _PROVIDER_ALIASES.get(head, value)
+
+
+def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] | None:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return key, value
+    return None
+
+
+def _tokens(attrs: Mapping[str, Any], keys: tuple[str, ...], flags: list[str]) -> int:
+    found = _first(attrs, keys)
+    if found is None:
+        return 0
+    key, value = found
+    if isinstance(value, bool):
+        flags.append(f"invalid_tokens:{key}")
+        return 0
+    if isinstance(value, float):
+        if not value.is_integer():
+            flags.append(f"invalid_tokens:{key}")
+            return 0
+        value = int(value)
+    elif isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            flags.append(f"invalid_tokens:{key}")
+            return 0
+        flags.append(f"coerced_tokens:{key}")
+    elif not isinstance(value, int):
+        flags.append(f"invalid_tokens:{key}")
+        return 0
+    if value < 0 or value > MAX_TOKENS:
+        flags.append(f"invalid_tokens:{key}")
+        return 0
+    return value
+
+
+def clean_id(value: object, flags: list[str], what: str) -> str:
+    """A user or tenant id made safe to store: a string, no control characters, at most 256 chars."""
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    else:
+        text = value if isinstance(value, str) else str(value)
+    cleaned = _CONTROL_CHARS.sub("", text).strip()
+    if cleaned != text:
+        flags.append(f"{what}_cleaned")
+    if len(cleaned) > MAX_ID_CHARS:
+        cleaned = cleaned[:MAX_ID_CHARS]
+        flags.append(f"{what}_truncated")
+    return cleaned
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "\n".join(str(v) for v in value)
+    return str(value)
+
+
+def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
+    if "openinference.span.kind" in attrs or "llm.model_name" in attrs:
+        return "openinference"
+    if name.startswith("ai.") and any(k.startswith("ai.") for k in attrs):
+        return "vercel-ai"
+    if "gen_ai.usage.prompt_tokens" in attrs or "llm.request.type" in attrs:
+        return "openllmetry"
+    return "otel-genai"
+
+
+def _is_llm_call(attrs: Mapping[str, Any], name: str) -> bool:
+    kind = attrs.get("openinference.span.kind")
+    if kind is not None and str(kind).upper() not in _OPENINFERENCE_LLM_KINDS:
+        return False
+    if "traceloop.span.kind" in attrs:
+        return False
+    operation = attrs.get("gen_ai.operation.name")
+    if operation is not None and str(operation) in _WRAPPER_OPERATIONS:
+        return False
+    if name.startswith("ai.") and "ai.model.id" in attrs and not _VERCEL_CALL_SPAN.match(name):
+        return False  # ai.generateText wraps ai.generateText.doGenerate, which is the call
+    if _first(attrs, MODEL_KEYS) is not None:
+        return True
+    return _first(attrs, INPUT_KEYS) is not None or _first(attrs, OUTPUT_KEYS) is not None
+
+
+class Normalizer:
+    """Turns finished spans into :class:`LLMCall` records.
+
+    Args:
+        capture_content: Keep prompts and completions (off by default: the ledger holds token counts,
+            cost and tags only).
+        max_content_chars: Per-field cap on kept content; longer text is cut and flagged.
+    """
+
+    def __init__(self, *, capture_content: bool = False, max_content_chars: int = 16_384) -> None:
+        self.capture_content = capture_content
+        self.max_content_chars = max_content_chars
+
+    def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | str:
+        """The span's :class:`LLMCall`, or the reason (``SKIP_*``) it is not one."""
+        attrs: Mapping[str, Any] = span.attributes or {}
+        name = span.name or ""
+        if attrs.get(NESTED_ATTRIBUTE):
+            return SKIP_NESTED
+        if not _is_llm_call(attrs, name):
+            return SKIP_NOT_LLM
+        flags: list[str] = []
+        source = _detect_source(attrs, name)
+
+        provider_found = _first(attrs, PROVIDER_KEYS)
+        provider = normalize_provider(_text(provider_found[1])) if provider_found else ""
+        model_found = _first(attrs, MODEL_KEYS)
+        model = _text(model_found[1]).strip()[:MAX_ID_CHARS] if model_found else ""
+        if not model:
+            flags.append("no_model")
+        request_found = _first(attrs, REQUEST_MODEL_KEYS)
+        request_model = _text(request_found[1]).strip()[:MAX_ID_CHARS] if request_found else model
+        op_found = _first(attrs, OPERATION_KEYS)
+        if op_found:
+            operation = _text(op_found[1])
+        elif "openinference.span.kind" in attrs:
+            operation = str(attrs["openinference.span.kind"]).lower()
+        elif source == "vercel-ai":
+            operation = name.split(".")[1] if name.count(".") >= 1 else name
+        else:
+            operation = ""
+
+        input_tokens = _tokens(attrs, INPUT_KEYS, flags)
+        output_tokens = _tokens(attrs, OUTPUT_KEYS, flags)
+        cache_read = _tokens(attrs, CACHE_READ_KEYS, flags)
+        cache_write = _tokens(attrs, CACHE_WRITE_KEYS, flags)
+        reasoning = _tokens(attrs, REASONING_KEYS, flags)
+        if _input_excludes_cache(attrs, source, provider, input_tokens, cache_read, cache_write):
+            input_tokens += cache_read + cache_write
+            flags.append("input_excluded_cache")
+
+        user_id, user_source = "", ""
+        user_found = _first(attrs, SPAN_USER_KEYS)
+        if user_found:
+            user_id = clean_id(user_found[1], flags, "user_id")
+            user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
+        tenant_found = _first(attrs, SPAN_TENANT_KEYS)
+        tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
+        tags = {
+            clean_id(k[len(TAG_PREFIX) :], flags, "tag"): clean_id(v, flags, "tag")
+            for k, v in attrs.items()
+            if k.startswith(TAG_PREFIX)
+        }
+
+        start_ns = span.start_time or now_ns
+        end_ns = span.end_time or start_ns
+        duration_us = max(0, (end_ns - start_ns) // 1000)
+        if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:
+            flags.append("clock_skew")
+            start_ns = now_ns
+        is_error = span.status.status_code is StatusCode.ERROR
+        error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
+        if is_error and not error_type:
+            error_type = (
+                next(
+                    (
+                        e.attributes.get("exception.type", "")
+                        for e in span.events
+                        if e.name == "exception" and e.attributes
+                    ),
+                    "",
+                )
+                or "error"
+            )
+        response_found = _first(attrs, RESPONSE_ID_KEYS)
+        resource_attrs = span.resource.attributes if span.resource else {}
+
+        call = LLMCall(
+            timestamp=datetime.fromtimestamp(start_ns // 10**9, tz=UTC).replace(microsecond=(start_ns // 1000) % 10**6),
+            trace_id=span.context.trace_id if span.context else 0,
+            span_id=span.context.span_id if span.context else 0,
+            parent_span_id=span.parent.span_id if span.parent else 0,
+            duration_us=duration_us,
+            provider=provider,
+            model=model,
+            request_model=request_model,
+            operation=operation[:64],
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
+            user_id=user_id,
+            user_source=user_source,
+            tenant_id=tenant_id,
+            tags=tags,
+            is_error=is_error or "error.type" in attrs,
+            error_type=str(error_type)[:128],
+            response_id=_text(response_found[1])[:128] if response_found else "",
+            service_name=str(resource_attrs.get("service.name", ""))[:128],
+            source=source,
+            flags=flags,
+        )
+        if self.capture_content:
+            call.prompt = self._content(attrs, PROMPT_KEYS, call)
+            call.completion = self._content(attrs, COMPLETION_KEYS, call)
+        return call
+
+    def _content(self, attrs: Mapping[str, Any], keys: tuple[str, ...], call: LLMCall) -> str:
+        found = _first(attrs, keys)
+        if found is None:
+            return ""
+        text = _text(found[1])
+        if len(text) > self.max_content_chars:
+            call.flags.append("content_truncated")
+            text = text[: self.max_content_chars]
+        return text
+
+
+def _input_excludes_cache(
+    attrs: Mapping[str, Any], source: str, provider: str, input_tokens: int, cache_read: int, cache_write: int
+) -> bool:
+    """Whether this source reported input tokens *without* cache tokens (Anthropic's API style).
+
+    OpenTelemetry GenAI and genai-prices count cache reads and writes inside ``input_tokens``.
+    Anthropic's API reports them on top; the Vercel AI SDK before v6 passes that through, and any
+    span whose input is smaller than its cache tokens cannot have included them.
+    """
+    if cache_read + cache_write == 0:
+        return False
+    if input_tokens < cache_read + cache_write:
+        return True
+    return source == "vercel-ai" and provider == "anthropic" and "ai.usage.inputTokenDetails.noCacheTokens" not in attrs

@@ -1,0 +1,298 @@
+"""Exact USD cost of an :class:`LLMCall`: genai-prices, overridden by the user's own price file.
+
+Money is ``Decimal`` end to end. A call whose model no price table knows is *unpriced* (``cost`` stays
+``None`` and the call is flagged), never free.
+
+Looking a model up in genai-prices costs about 100 µs, so the price of a (provider, model) is resolved
+once per minute of request time (prices may start on a date or apply at certain times of day) and
+reduced to four per-token coefficients measured with genai-prices' own arithmetic; a call is then four
+multiplications. Tiered prices (a different rate above a context size) are computed by genai-prices
+for each call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import tomllib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import genai_prices
+from genai_prices import Usage
+
+from ._config import env_str
+from ._errors import ConfigError
+from ._record import LLMCall
+
+_log = logging.getLogger(__name__)
+
+COST_QUANTUM = Decimal("1e-12")
+"""Costs are stored as ``Decimal(18, 12)``: exact to a trillionth of a dollar."""
+_MTOK = 1_000_000
+_PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+GENAI_PRICES_SOURCE = f"genai-prices {genai_prices.__version__}"
+
+
+class PriceFileError(ConfigError):
+    """The price file cannot be read or a rule in it is invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRule:
+    """One rule of a user price file; the first rule that matches a call prices it."""
+
+    model: str
+    """Model id or glob (``gpt-4o*``, ``*``); matched case-insensitively."""
+    provider: str = "*"
+    input_mtok: Decimal | None = None
+    """USD per million uncached input tokens."""
+    output_mtok: Decimal | None = None
+    cache_read_mtok: Decimal | None = None
+    """USD per million cache-read tokens; defaults to ``input_mtok``."""
+    cache_write_mtok: Decimal | None = None
+    """USD per million cache-write tokens; defaults to ``input_mtok``."""
+    multiplier: Decimal | None = None
+    """Scales the genai-prices price (``0.8`` = a 20 % negotiated discount) when no prices are given."""
+    since: date | None = None
+    """The rule applies to calls made on or after this UTC date."""
+    until: date | None = None
+    """The rule applies to calls made before this UTC date."""
+
+    def matches(self, provider: str, model: str, day: date) -> bool:
+        if self.since is not None and day < self.since:
+            return False
+        if self.until is not None and day >= self.until:
+            return False
+        return fnmatch.fnmatchcase(model.lower(), self.model.lower()) and fnmatch.fnmatchcase(
+            provider.lower(), self.provider.lower()
+        )
+
+
+def _decimal(value: Any, field: str, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise PriceFileError(f"{where}: {field} must be a number, got {value!r}")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise PriceFileError(f"{where}: {field} must be a number, got {value!r}") from None
+    if not result.is_finite() or result < 0:
+        raise PriceFileError(f"{where}: {field} must be a finite number >= 0, got {value!r}")
+    return result
+
+
+def _date(value: Any, field: str, where: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise PriceFileError(f"{where}: {field} must be an ISO date, got {value!r}") from None
+
+
+def load_price_file(path: str | Path) -> list[PriceRule]:
+    """Read price rules from a TOML or YAML file (``[[prices]]`` tables / a ``prices:`` list).
+
+    Write prices as strings (``"0.15"``) to keep them exact; numbers are read through their
+    shortest decimal spelling.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceFileError(f"cannot read price file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:
+        raise PriceFileError(f"cannot parse price file {path}: {exc}") from None
+    rows = data.get("prices") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise PriceFileError(f"{path}: expected a list of rules under 'prices'")
+    rules = []
+    allowed = {"model", "provider", "multiplier", "since", "until", *_PRICE_FIELDS}
+    for index, row in enumerate(rows, 1):
+        where = f"{path.name} rule {index}"
+        if not isinstance(row, dict) or not isinstance(row.get("model"), str) or not row["model"]:
+            raise PriceFileError(f"{where}: each rule needs a 'model' (id or glob)")
+        unknown = set(row) - allowed
+        if unknown:
+            raise PriceFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        rule = PriceRule(
+            model=row["model"],
+            provider=str(row.get("provider", "*")),
+            multiplier=_decimal(row.get("multiplier"), "multiplier", where),
+            since=_date(row.get("since"), "since", where),
+            until=_date(row.get("until"), "until", where),
+            **{f: _decimal(row.get(f), f, where) for f in _PRICE_FIELDS},
+        )
+        if rule.multiplier is None and (rule.input_mtok is None or rule.output_mtok is None):
+            raise PriceFileError(f"{where}: give input_mtok and output_mtok, or a multiplier")
+        rules.append(rule)
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """USD per token for each kind of token, as genai-prices computes them."""
+
+    uncached: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+    model_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiered:
+    model_price: Any
+    model_id: str
+    source: str
+
+
+_Resolved = _Linear | _Tiered | None
+
+
+class Pricer:
+    """Prices :class:`LLMCall` records in place.
+
+    Args:
+        price_file: TOML or YAML price rules that win over genai-prices (default ``SPANLEDGER_PRICE_FILE``).
+        rules: Rules given in code; they come before the file's.
+    """
+
+    def __init__(self, *, price_file: str | Path | None = None, rules: list[PriceRule] | None = None) -> None:
+        file = env_str("SPANLEDGER_PRICE_FILE", str(price_file) if price_file is not None else None, "")
+        self.rules: list[PriceRule] = list(rules or [])
+        self._file_label = ""
+        if file:
+            self.rules.extend(load_price_file(file))
+            self._file_label = Path(file).name
+        self._cache: OrderedDict[tuple[str, str, datetime], _Resolved] = OrderedDict()
+
+    def price(self, call: LLMCall) -> None:
+        """Fill ``cost``, ``input_cost``, ``output_cost``, ``price_source`` and ``price_model``."""
+        if not call.model:
+            self._unpriced(call)
+            return
+        minute = call.timestamp.replace(second=0, microsecond=0)
+        key = (call.provider, call.model, minute)
+        resolved = self._cache.get(key, False)
+        if resolved is False:
+            resolved = self._resolve(call.provider, call.model, minute)
+            self._cache[key] = resolved
+            if len(self._cache) > 4096:
+                self._cache.popitem(last=False)
+        if resolved is None:
+            self._unpriced(call)
+            return
+        assert not isinstance(resolved, bool)
+        uncached = max(0, call.input_tokens - call.cache_read_tokens - call.cache_write_tokens)
+        if isinstance(resolved, _Linear):
+            input_cost = (
+                resolved.uncached * uncached
+                + resolved.cache_read * call.cache_read_tokens
+                + resolved.cache_write * call.cache_write_tokens
+            )
+            output_cost = resolved.output * call.output_tokens
+        else:
+            result = resolved.model_price.calc_price(_usage(call))
+            input_cost, output_cost = result["input_price"], result["output_price"]
+        total = _quantize(input_cost + output_cost, call)
+        call.input_cost = _quantize(input_cost, call, flag=False)
+        call.output_cost = _quantize(output_cost, call, flag=False)
+        call.cost = total
+        call.price_source = resolved.source
+        call.price_model = resolved.model_id
+
+    def _unpriced(self, call: LLMCall) -> None:
+        call.cost = call.input_cost = call.output_cost = None
+        call.price_source = call.price_model = ""
+        if "unpriced" not in call.flags:
+            call.flags.append("unpriced")
+
+    def _resolve(self, provider: str, model: str, when: datetime) -> _Resolved:
+        rule = next((r for r in self.rules if r.matches(provider, model, when.date())), None)
+        source = f"override:{self._file_label or 'rules'}"
+        if rule is not None and rule.multiplier is None:
+            assert rule.input_mtok is not None and rule.output_mtok is not None
+            return _Linear(
+                uncached=rule.input_mtok / _MTOK,
+                cache_read=(rule.cache_read_mtok if rule.cache_read_mtok is not None else rule.input_mtok) / _MTOK,
+                cache_write=(rule.cache_write_mtok if rule.cache_write_mtok is not None else rule.input_mtok) / _MTOK,
+                output=rule.output_mtok / _MTOK,
+                model_id=model,
+                source=source,
+            )
+        try:
+            found = genai_prices.calc_price(
+                Usage(input_tokens=0, output_tokens=0),
+                model_ref=model,
+                provider_id=provider or None,
+                genai_request_timestamp=when,
+            )
+        except LookupError:
+            return None
+        except Exception:  # a price table problem must not stop the export
+            _log.warning("genai-prices failed for %s/%s; call left unpriced", provider, model, exc_info=True)
+            return None
+        model_price = found.model_price
+        factor = rule.multiplier if rule is not None and rule.multiplier is not None else Decimal(1)
+        label = source if factor != 1 else GENAI_PRICES_SOURCE
+        model_id = str(found.model.id)
+        if any(type(v).__name__ == "TieredPrices" for v in vars(model_price).values()):
+            if factor != 1:
+                return _Tiered(_Scaled(model_price, factor), model_id, label)
+            return _Tiered(model_price, model_id, label)
+        # Per-token coefficients measured with genai-prices' own arithmetic on a million tokens of each kind.
+        m = _MTOK
+        only_input = model_price.calc_price(Usage(input_tokens=m))["input_price"]
+        with_read = model_price.calc_price(Usage(input_tokens=m, cache_read_tokens=m))["input_price"]
+        with_write = model_price.calc_price(Usage(input_tokens=m, cache_write_tokens=m))["input_price"]
+        output = model_price.calc_price(Usage(output_tokens=m))["output_price"]
+        return _Linear(
+            uncached=only_input * factor / m,
+            cache_read=with_read * factor / m,
+            cache_write=with_write * factor / m,
+            output=output * factor / m,
+            model_id=model_id,
+            source=label,
+        )
+
+
+class _Scaled:
+    """A genai-prices ``ModelPrice`` whose results are multiplied by a negotiated factor."""
+
+    def __init__(self, model_price: Any, factor: Decimal) -> None:
+        self._model_price, self._factor = model_price, factor
+
+    def calc_price(self, usage: Usage) -> dict[str, Decimal]:
+        result = self._model_price.calc_price(usage)
+        return {k: v * self._factor for k, v in result.items()}
+
+
+def _usage(call: LLMCall) -> Usage:
+    return Usage(
+        input_tokens=call.input_tokens,
+        output_tokens=call.output_tokens,
+        cache_read_tokens=call.cache_read_tokens,
+        cache_write_tokens=call.cache_write_tokens,
+    )
+
+
+def _quantize(value: Decimal, call: LLMCall, *, flag: bool = True) -> Decimal:
+    rounded = value.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+    if flag and rounded != value:
+        call.flags.append("cost_rounded")
+    return rounded

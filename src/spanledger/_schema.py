@@ -1,0 +1,174 @@
+"""The ClickHouse schema: the raw ``llm_calls`` table, hourly rollups kept by materialized views, and
+versioned migrations.
+
+Rollup tables are ``AggregatingMergeTree`` with ``SimpleAggregateFunction(sum|min|max)`` columns and
+``uniq`` states, so rows with the same key may be merged at any time without changing any answer.
+Queries still ``GROUP BY`` the key, because merges are never guaranteed to have happened.
+
+Every table keeps ``non_replicated_deduplication_window`` > 0 and inserts carry a deduplication token
+with ``deduplicate_blocks_in_dependent_materialized_views = 1``: a retried block is dropped by the raw
+table *and* by every rollup, instead of being counted twice in the rollups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RAW_TABLE = "llm_calls"
+USER_ROLLUP = "usage_by_user_hourly"
+USER_MODEL_ROLLUP = "usage_by_user_model_hourly"
+TENANT_ROLLUP = "usage_by_tenant_hourly"
+MIGRATIONS_TABLE = "schema_migrations"
+DEDUP_WINDOW = 10_000
+
+# (name, ClickHouse type) of every column the exporter writes, in insert order.
+RAW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("timestamp", "DateTime64(6, 'UTC')"),
+    ("trace_id", "UInt128"),
+    ("span_id", "UInt64"),
+    ("parent_span_id", "UInt64"),
+    ("duration_us", "UInt64"),
+    ("provider", "LowCardinality(String)"),
+    ("model", "LowCardinality(String)"),
+    ("request_model", "LowCardinality(String)"),
+    ("operation", "LowCardinality(String)"),
+    ("input_tokens", "UInt64"),
+    ("output_tokens", "UInt64"),
+    ("cache_read_tokens", "UInt64"),
+    ("cache_write_tokens", "UInt64"),
+    ("reasoning_tokens", "UInt64"),
+    ("user_id", "String"),
+    ("user_source", "LowCardinality(String)"),
+    ("tenant_id", "String"),
+    ("tags", "Map(LowCardinality(String), String)"),
+    ("is_error", "UInt8"),
+    ("error_type", "LowCardinality(String)"),
+    ("response_id", "String"),
+    ("service_name", "LowCardinality(String)"),
+    ("source", "LowCardinality(String)"),
+    ("flags", "Array(LowCardinality(String))"),
+    ("cost", "Nullable(Decimal(18, 12))"),
+    ("input_cost", "Nullable(Decimal(18, 12))"),
+    ("output_cost", "Nullable(Decimal(18, 12))"),
+    ("price_source", "LowCardinality(String)"),
+    ("price_model", "LowCardinality(String)"),
+    ("prompt", "String"),
+    ("completion", "String"),
+)
+
+_CODECS = {
+    "timestamp": "CODEC(DoubleDelta, ZSTD(1))",
+    "duration_us": "CODEC(T64, ZSTD(1))",
+    "input_tokens": "CODEC(T64, ZSTD(1))",
+    "output_tokens": "CODEC(T64, ZSTD(1))",
+    "cache_read_tokens": "CODEC(T64, ZSTD(1))",
+    "cache_write_tokens": "CODEC(T64, ZSTD(1))",
+    "reasoning_tokens": "CODEC(T64, ZSTD(1))",
+    "response_id": "CODEC(ZSTD(3))",
+    "prompt": "CODEC(ZSTD(3))",
+    "completion": "CODEC(ZSTD(3))",
+}
+
+_METRICS = """
+    requests SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    input_tokens SimpleAggregateFunction(sum, UInt64),
+    output_tokens SimpleAggregateFunction(sum, UInt64),
+    cache_read_tokens SimpleAggregateFunction(sum, UInt64),
+    cache_write_tokens SimpleAggregateFunction(sum, UInt64),
+    reasoning_tokens SimpleAggregateFunction(sum, UInt64),
+    cost SimpleAggregateFunction(sum, Decimal(38, 12)),
+    unpriced_requests SimpleAggregateFunction(sum, UInt64),
+    unpriced_tokens SimpleAggregateFunction(sum, UInt64),
+    latency_us SimpleAggregateFunction(sum, UInt64),
+    traces AggregateFunction(uniq, UInt128),
+    first_seen SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+    last_seen SimpleAggregateFunction(max, DateTime64(6, 'UTC'))"""
+
+# The same aggregate expressions serve the materialized views and the exact-window queries that
+# read the raw table for the partial hours at the edges of a window.
+METRIC_SELECT = """
+    count() AS requests,
+    sum(r.is_error) AS errors,
+    sum(r.input_tokens) AS input_tokens,
+    sum(r.output_tokens) AS output_tokens,
+    sum(r.cache_read_tokens) AS cache_read_tokens,
+    sum(r.cache_write_tokens) AS cache_write_tokens,
+    sum(r.reasoning_tokens) AS reasoning_tokens,
+    sum(ifNull(r.cost, toDecimal64(0, 12))) AS cost,
+    countIf(r.cost IS NULL) AS unpriced_requests,
+    sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL) AS unpriced_tokens,
+    sum(r.duration_us) AS latency_us,
+    uniqState(r.trace_id) AS traces,
+    min(r.timestamp) AS first_seen,
+    max(r.timestamp) AS last_seen"""
+
+ROLLUP_KEYS = {
+    USER_ROLLUP: ("tenant_id", "user_id"),
+    USER_MODEL_ROLLUP: ("tenant_id", "user_id", "provider", "model"),
+    TENANT_ROLLUP: ("tenant_id",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _raw_table(db: str) -> str:
+    cols = ",\n    ".join(f"{name} {ctype} {_CODECS.get(name, '')}".rstrip() for name, ctype in RAW_COLUMNS)
+    return f"""CREATE TABLE IF NOT EXISTS {db}.{RAW_TABLE} (
+    {cols},
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (toDate(timestamp), tenant_id, user_id, timestamp)
+SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+
+
+def _rollup(db: str, table: str) -> tuple[str, str]:
+    keys = ROLLUP_KEYS[table]
+    extra = "    users AggregateFunction(uniq, String),\n" if table == TENANT_ROLLUP else ""
+    key_cols = "".join(
+        f"    {k} {'LowCardinality(String)' if k in ('provider', 'model') else 'String'},\n" for k in keys
+    )
+    create = f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
+    hour DateTime('UTC'),
+{key_cols}    tags Map(LowCardinality(String), String),
+{extra}{_METRICS.strip(chr(10))}
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, {", ".join(keys)}, tags)
+SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+    users = "    uniqStateIf(r.user_id, r.user_id != '') AS users,\n" if table == TENANT_ROLLUP else ""
+    view = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS
+SELECT
+    toStartOfHour(timestamp) AS hour,
+    {", ".join(keys)},
+    mapSort(tags) AS tags,
+{users}{METRIC_SELECT.strip(chr(10))}
+FROM {db}.{RAW_TABLE} AS r
+GROUP BY hour, {", ".join(keys)}, tags"""
+    return create, view
+
+
+def migrations(db: str) -> list[Migration]:
+    """Every schema version in order; each statement is idempotent (``IF NOT EXISTS``)."""
+    statements: list[str] = [_raw_table(db)]
+    for table in (USER_ROLLUP, USER_MODEL_ROLLUP, TENANT_ROLLUP):
+        statements.extend(_rollup(db, table))
+    return [Migration(1, "llm_calls with hourly user, user-model and tenant rollups", tuple(statements))]
+
+
+def schema_ddl(db: str) -> str:
+    """The whole schema as a SQL script (what ``spanledger schema`` prints)."""
+    parts = [f"CREATE DATABASE IF NOT EXISTS {db}"]
+    for migration in migrations(db):
+        first, *rest = migration.statements
+        parts.append(f"-- migration {migration.version}: {migration.name}\n{first}")
+        parts.extend(rest)
+    return ";\n\n".join(parts) + ";\n"

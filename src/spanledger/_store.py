@@ -1,0 +1,244 @@
+"""Where the ledger lives: a DSN → a clickhouse-connect client, the schema, and inserts.
+
+DSNs:
+
+* ``chdb:///abs/dir`` or ``chdb://rel/dir`` — embedded ClickHouse (chDB) in this process. **One process
+  at a time** may open a chDB directory, and one process can open only one chDB directory (or memory).
+  Other processes read the data through ``spanledger serve`` or a ClickHouse server.
+* ``chdb://memory`` — embedded and in memory, gone at exit.
+* ``http(s)://user:pass@host:port/database`` — a ClickHouse server or cluster.
+
+``?database=name`` picks the database for chDB (default ``spanledger``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from ._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
+from ._errors import ConfigError, StoreError, StoreLockedError, StoreUnavailableError
+from ._schema import MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
+
+_log = logging.getLogger(__name__)
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+# chDB keeps one engine per process: remember which location it was opened on.
+_CHDB_LOCK = threading.RLock()
+_chdb_location: str | None = None
+
+RAW_COLUMN_NAMES = [name for name, _ in RAW_COLUMNS]
+RAW_COLUMN_TYPES = [ctype for _, ctype in RAW_COLUMNS]
+
+
+def _parse(dsn: str) -> tuple[str, str | None, str, dict[str, Any]]:
+    """``(kind, chdb location or None, database, http kwargs)`` for a DSN; ``kind`` is chdb or http."""
+    parsed = urlparse(dsn)
+    scheme = parsed.scheme.lower()
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    if scheme == "chdb":
+        raw = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
+        database = query.get("database", DEFAULT_DATABASE)
+        if raw in ("", "memory", ":memory:"):
+            return "chdb", None, database, {}
+        return "chdb", os.path.realpath(unquote(raw)), database, {}
+    if scheme in ("http", "https", "clickhouse", "clickhouses"):
+        if not parsed.hostname:
+            raise ConfigError(f"bad store DSN {_redact(dsn)!r}: no host")
+        secure = scheme in ("https", "clickhouses")
+        database = unquote(parsed.path.strip("/")) or query.get("database", DEFAULT_DATABASE)
+        kwargs: dict[str, Any] = {
+            "host": parsed.hostname,
+            "port": parsed.port or (8443 if secure else 8123),
+            "username": unquote(parsed.username or "default"),
+            "password": unquote(parsed.password or ""),
+            "secure": secure,
+            "autogenerate_session_id": False,
+        }
+        for key in ("connect_timeout", "send_receive_timeout"):
+            if key in query:
+                kwargs[key] = float(query[key])
+        return "http", None, database, kwargs
+    raise ConfigError(f"bad store DSN {_redact(dsn)!r}: expected chdb:///dir, chdb://memory or http(s)://host:port/db")
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", dsn)
+
+
+def _lock_holder(location: str) -> str:
+    """``PID n (command)`` of the process holding a chDB directory, when it can be read."""
+    try:
+        status = Path(location, "status").read_text()
+    except OSError:
+        return "another process"
+    match = re.search(r"PID:\s*(\d+)", status)
+    if not match:
+        return "another process"
+    pid = match.group(1)
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"PID {pid} ({cmd[:120]})" if cmd else f"PID {pid}"
+
+
+def _wrap(exc: Exception, what: str) -> StoreError:
+    code = getattr(exc, "code", None)
+    name = getattr(exc, "name", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OperationalError) or not isinstance(exc, ClickHouseError):
+        return StoreUnavailableError(f"{what}: {text}", code=code, name=name)
+    return StoreError(f"{what}: {text[:500]}", code=code, name=name)
+
+
+class Store:
+    """A connection to the ledger database, creating and migrating its schema on first use.
+
+    Args:
+        dsn: Where the ledger lives (see module docs); default ``SPANLEDGER_STORE``, then
+            ``chdb://.spanledger``.
+        create: Create the database and apply pending migrations (idempotent).
+    """
+
+    def __init__(self, dsn: str | None = None, *, create: bool = True) -> None:
+        self.dsn = env_str("SPANLEDGER_STORE", dsn, DEFAULT_STORE)
+        kind, location, database, kwargs = _parse(self.dsn)
+        if not _DB_NAME.match(database):
+            raise ConfigError(f"bad database name {database!r}: letters, digits and _ only")
+        self.kind = kind
+        self.location = location
+        self.database = database
+        self.client = self._connect(kwargs)
+        if create:
+            self.ensure_schema()
+
+    def _connect(self, kwargs: dict[str, Any]) -> Any:
+        global _chdb_location
+        if self.kind == "http":
+            try:
+                return clickhouse_connect.get_client(**kwargs)
+            except Exception as exc:
+                raise _wrap(exc, f"cannot connect to {_redact(self.dsn)}") from None
+        where = self.location or ":memory:"
+        with _CHDB_LOCK:
+            if _chdb_location is not None and _chdb_location != where:
+                raise StoreError(
+                    f"this process already opened the embedded store at {_chdb_location}; chDB allows one "
+                    f"location per process, so {where} cannot be opened too"
+                )
+            if self.location:
+                Path(self.location).mkdir(parents=True, exist_ok=True)
+            try:
+                client = clickhouse_connect.get_client(interface="chdb", path=self.location)
+            except Exception as exc:
+                message = str(exc)
+                if "EmbeddedServer" in message or "lock" in message.lower():
+                    raise StoreLockedError(
+                        f"the embedded store {where} is in use by {_lock_holder(where)}; a chDB directory can be "
+                        "opened by one process at a time (stop it, or read through `spanledger serve`)"
+                    ) from None
+                raise _wrap(exc, f"cannot open the embedded store {where}") from None
+            _chdb_location = where
+            return client
+
+    def command(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> Any:
+        """Run a statement; failures become :class:`StoreError`."""
+        try:
+            return self.client.command(sql, parameters=parameters, settings=settings)
+        except (ClickHouseError, OSError) as exc:
+            raise _wrap(exc, "ClickHouse command failed") from None
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run a query with bound parameters and return clickhouse-connect's ``QueryResult``."""
+        try:
+            return self.client.query(sql, parameters=parameters)
+        except (ClickHouseError, OSError) as exc:
+            raise _wrap(exc, "ClickHouse query failed") from None
+
+    def ensure_schema(self) -> list[int]:
+        """Create the database and apply every migration not yet recorded; returns the versions applied."""
+        db = self.database
+        self.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        self.command(
+            f"CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (version UInt32, name String, "
+            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+        )
+        done = {row[0] for row in self.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE}").result_rows}
+        applied = []
+        for migration in migrations(db):
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                self.command(statement)
+            self.insert_rows(
+                MIGRATIONS_TABLE,
+                [[migration.version, migration.name]],
+                ["version", "name"],
+                ["UInt32", "String"],
+            )
+            applied.append(migration.version)
+            _log.info("applied spanledger schema migration %s (%s) to %s", migration.version, migration.name, db)
+        return applied
+
+    def insert_rows(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        column_types: Sequence[str],
+        *,
+        dedup_token: str | None = None,
+        column_oriented: bool = False,
+    ) -> None:
+        """Insert with explicit column names and types (no schema look-up per insert)."""
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings = {
+                "insert_deduplicate": 1,
+                "insert_deduplication_token": dedup_token,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+            }
+        try:
+            self.client.insert(
+                table,
+                rows,
+                database=self.database,
+                column_names=list(column_names),
+                column_type_names=list(column_types),
+                column_oriented=column_oriented,
+                settings=settings or None,
+            )
+        except (ClickHouseError, DatabaseError, OSError) as exc:
+            raise _wrap(exc, f"insert into {self.database}.{table} failed") from None
+
+    def insert_calls(self, columns: Sequence[Sequence[Any]], *, dedup_token: str | None = None) -> None:
+        """Insert LLM calls given as columns in :data:`RAW_COLUMNS` order."""
+        self.insert_rows(
+            RAW_TABLE,
+            columns,
+            RAW_COLUMN_NAMES,
+            RAW_COLUMN_TYPES,
+            dedup_token=dedup_token,
+            column_oriented=True,
+        )
+
+    def close(self) -> None:
+        """Release a server connection. The embedded engine stays open for the life of the process."""
+        if self.kind == "chdb":
+            return
+        try:
+            self.client.close()
+        except Exception:  # closing must never fail the caller
+            _log.debug("error closing ClickHouse client", exc_info=True)
