@@ -16,6 +16,7 @@ idempotent and bounded in time, export after shutdown warns and fails.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -254,6 +255,7 @@ class CostExporter(SpanExporter):
             self._wake.clear()
             stopping = self._stop.is_set()
             ok = self._flush_once()
+            self._write_stats()
             with self._idle:
                 self._idle.notify_all()
             if stopping:
@@ -264,12 +266,27 @@ class CostExporter(SpanExporter):
                 base = min(_MAX_BACKOFF_S, max(0.5, backoff * 2))
                 backoff = random.uniform(base / 2, base)  # full jitter around the exponential step
 
+    def _write_stats(self) -> None:
+        """Leave a snapshot of the counters in the spool for ``spanledger status`` in another process."""
+        try:
+            snapshot = {
+                "pid": os.getpid(),
+                "time": time.time(),
+                "store_healthy": self._store_healthy,
+                "spool_bytes": self._spool.bytes,
+                "stats": dict(self.stats),
+            }
+            tmp = self._spool.dir / "stats.json.tmp"
+            tmp.write_text(json.dumps(snapshot))
+            tmp.replace(self._spool.dir / "stats.json")
+        except OSError:
+            _log.debug("could not write exporter stats", exc_info=True)
+
     def _seal(self) -> None:
         with self._lock:
             segment = self._spool.seal()
             if segment is not None and (
-                len(self._active_cache)
-                and sum(_codec.row_count(c) for c in self._active_cache) == self._active_rows
+                len(self._active_cache) and sum(_codec.row_count(c) for c in self._active_cache) == self._active_rows
             ):
                 self._cache[segment] = self._active_cache
                 self._cached_rows += self._active_rows

@@ -137,7 +137,7 @@ class Spool:
         """Seal what is pending and release the lock; an empty owner directory is removed."""
         self.seal()
         if not self.ready_segments():
-            for name in ("LOCK",):
+            for name in ("LOCK", "stats.json"):
                 (self.dir / name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.dir.rmdir()

@@ -1,0 +1,78 @@
+"""What ``spanledger status`` reports: the spool on disk, the exporters writing to it, and the store.
+
+Readable from any process: it only reads the spool directory (each exporter leaves a ``stats.json``
+snapshot there after every flush) and, when asked, queries the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import SpanledgerError
+from ._store import Store
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spool_status(root: Path) -> dict[str, Any]:
+    """Owners, pending segments and bytes, and each exporter's last counters, under a spool root."""
+    owners = []
+    total_bytes = 0
+    now = time.time()
+    for owner in sorted(root.glob("owner-*")) if root.exists() else []:
+        segments = sorted(owner.glob("seg-*.ready"))
+        active = owner / "active.log"
+        size = sum(p.stat().st_size for p in segments) + (active.stat().st_size if active.exists() else 0)
+        total_bytes += size
+        pid = int(owner.name.split("-")[1]) if owner.name.count("-") >= 2 else 0
+        stats: dict[str, Any] = {}
+        try:
+            stats = json.loads((owner / "stats.json").read_text())
+        except (OSError, ValueError):
+            pass
+        oldest = None
+        if segments:
+            oldest = now - segments[0].stat().st_mtime
+        owners.append(
+            {
+                "owner": owner.name,
+                "pid": pid,
+                "alive": _alive(pid) if pid else False,
+                "segments": len(segments),
+                "bytes": size,
+                "oldest_segment_age_s": round(oldest, 1) if oldest is not None else None,
+                "store_healthy": stats.get("store_healthy"),
+                "counters": stats.get("stats", {}),
+                "counters_age_s": round(now - stats["time"], 1) if "time" in stats else None,
+            }
+        )
+    return {"spool_dir": str(root), "pending_bytes": total_bytes, "owners": owners}
+
+
+def store_status(store: Store) -> dict[str, Any]:
+    """Rows, cost and the newest insert in the store; an ``error`` entry when it cannot be read."""
+    try:
+        row = store.query(
+            f"SELECT count(), sum(ifNull(cost, 0)), countIf(cost IS NULL), max(inserted_at) "
+            f"FROM {store.database}.llm_calls"
+        ).result_rows[0]
+    except SpanledgerError as exc:
+        return {"error": str(exc)}
+    return {
+        "calls": int(row[0]),
+        "cost_usd": str(row[1]),
+        "unpriced_calls": int(row[2]),
+        "last_insert": row[3].isoformat() if row[0] else None,
+    }
