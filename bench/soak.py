@@ -71,11 +71,11 @@ while time.monotonic() - started < seconds:
                     "gen_ai.usage.output_tokens": 30})
             produced += 1
     time.sleep(0.05)
-    max_spool = max(max_spool, exporter.spool.bytes)
+    max_spool = max(max_spool, exporter.spool.size_bytes)
     max_rss = max(max_rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     if time.monotonic() - started >= next_report:
         next_report += 1
-        print(json.dumps({"produced": produced, "spool_bytes": exporter.spool.bytes, "max_spool": max_spool,
+        print(json.dumps({"produced": produced, "spool_bytes": exporter.spool.size_bytes, "max_spool": max_spool,
                           "rss": max_rss, "stats": dict(exporter.stats)}), flush=True)
 stop.set()
 provider.force_flush()

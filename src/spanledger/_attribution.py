@@ -94,7 +94,7 @@ class attribute_to(contextlib.ContextDecorator):
     def __exit__(self, *exc: object) -> None:
         context.detach(self._tokens.pop())  # type: ignore[arg-type]
 
-    def __call__(self, func: F) -> F:  # type: ignore[override]
+    def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -103,7 +103,7 @@ class attribute_to(contextlib.ContextDecorator):
                     return await func(*args, **kwargs)
 
             return cast(F, async_wrapper)
-        return cast(F, super().__call__(func))
+        return super().__call__(func)
 
     def _recreate_cm(self) -> attribute_to:
         # a fresh instance per call so that concurrent calls of a decorated function never share tokens

@@ -137,7 +137,7 @@ class CostExporter(SpanExporter):
         self._refused_since_flush = 0
         self._shutdown = False
         self._stop = threading.Event()
-        _metrics.register(self.stats, lambda: self._spool.bytes)
+        _metrics.register(self.stats, lambda: self._spool.size_bytes)
         self._flusher = threading.Thread(target=self._run, name="spanledger-flusher", daemon=True)
         self._flusher.start()
 
@@ -273,7 +273,7 @@ class CostExporter(SpanExporter):
                 "pid": os.getpid(),
                 "time": time.time(),
                 "store_healthy": self._store_healthy,
-                "spool_bytes": self._spool.bytes,
+                "spool_bytes": self._spool.size_bytes,
                 "stats": dict(self.stats),
             }
             tmp = self._spool.dir / "stats.json.tmp"

@@ -58,6 +58,7 @@ CACHE_READ_KEYS = (
     "llm.token_count.prompt_details.cache_read",
     "ai.usage.cachedInputTokens",
     "ai.usage.inputTokenDetails.cacheReadTokens",
+    "gen_ai.usage.details.cache_read_tokens",  # Pydantic AI
 )
 CACHE_WRITE_KEYS = (
     "gen_ai.usage.cache_creation.input_tokens",
@@ -66,6 +67,7 @@ CACHE_WRITE_KEYS = (
     "llm.token_count.prompt_details.cache_write",
     "ai.usage.cacheWriteTokens",
     "ai.usage.inputTokenDetails.cacheWriteTokens",
+    "gen_ai.usage.details.cache_write_tokens",  # Pydantic AI
 )
 REASONING_KEYS = (
     "gen_ai.usage.reasoning.output_tokens",
@@ -74,6 +76,7 @@ REASONING_KEYS = (
     "llm.token_count.completion_details.reasoning",
     "ai.usage.reasoningTokens",
     "ai.usage.outputTokenDetails.reasoningTokens",
+    "gen_ai.usage.details.reasoning_tokens",  # Pydantic AI
 )
 OPERATION_KEYS = ("gen_ai.operation.name", "llm.request.type")
 RESPONSE_ID_KEYS = ("gen_ai.response.id", "llm.response.id", "ai.response.id")
@@ -99,6 +102,8 @@ COMPLETION_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value"
 # Operations that wrap LLM calls rather than being one; counting them would count the call twice.
 _WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "workflow", "task", "agent", "tool"})
 _OPENINFERENCE_LLM_KINDS = frozenset({"LLM", "EMBEDDING"})
+# Pydantic AI's agent run span carries the run's total usage but no operation name.
+_AGENT_RUN_SPAN = re.compile(r"^(agent run|invoke_agent)( |$)")
 _VERCEL_CALL_SPAN = re.compile(r"^ai\.[A-Za-z]+\.do[A-Z][A-Za-z]*$")
 
 # gen_ai.system / llm.provider / ai.model.provider spellings → genai-prices provider ids.
@@ -176,6 +181,7 @@ def _tokens(attrs: Mapping[str, Any], keys: tuple[str, ...], flags: list[str]) -
             flags.append(f"invalid_tokens:{key}")
             return 0
         value = int(value)
+        flags.append(f"coerced_tokens:{key}")
     elif isinstance(value, str):
         try:
             value = int(value.strip())
@@ -233,6 +239,8 @@ def _is_llm_call(attrs: Mapping[str, Any], name: str) -> bool:
         return False
     operation = attrs.get("gen_ai.operation.name")
     if operation is not None and str(operation) in _WRAPPER_OPERATIONS:
+        return False
+    if _AGENT_RUN_SPAN.match(name):
         return False
     if name.startswith("ai.") and "ai.model.id" in attrs and not _VERCEL_CALL_SPAN.match(name):
         return False  # ai.generateText wraps ai.generateText.doGenerate, which is the call
@@ -314,7 +322,7 @@ class Normalizer:
         is_error = span.status.status_code is StatusCode.ERROR
         error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
         if is_error and not error_type:
-            error_type = (
+            error_type = _text(
                 next(
                     (
                         e.attributes.get("exception.type", "")

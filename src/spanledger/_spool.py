@@ -99,7 +99,7 @@ class Spool:
         return self._active_bytes
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         """Bytes held: ready segments plus the active file."""
         return self._bytes
 

@@ -85,7 +85,7 @@ def test_store_failure_keeps_calls_in_spool_and_retries_until_it_is_back(
             # durable in the spool and nothing was refused: force_flush may say so while the store is down
             assert exporter.force_flush(2_000) is True
         assert exporter.stats["insert_failures"] >= 1
-        assert exporter.spool.bytes > 0
+        assert exporter.spool.size_bytes > 0
         assert any("cannot reach the store" in r.getMessage() for r in caplog.records)
     finally:
         store.command(f"ATTACH TABLE {store.database}.llm_calls")
@@ -93,7 +93,7 @@ def test_store_failure_keeps_calls_in_spool_and_retries_until_it_is_back(
     while exporter.stats["stored"] < 7 and time.monotonic() < deadline:
         exporter.force_flush(1_000)
     assert _totals(store) == (7, CALL_COST * 7, 7, CALL_COST * 7)
-    assert exporter.spool.bytes == 0
+    assert exporter.spool.size_bytes == 0
     exporter.shutdown()
 
 

@@ -19,7 +19,7 @@ def test_records_survive_seal_and_read_back_in_order(tmp_path: Path) -> None:
     assert [r.decode() for r in spool.read(segment)] == [f"record {i}" for i in range(5)]
     assert spool.seal() is None  # nothing new
     spool.remove(segment)
-    assert spool.bytes == 0
+    assert spool.size_bytes == 0
     spool.close()
 
 
