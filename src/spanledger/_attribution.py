@@ -13,6 +13,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from opentelemetry import baggage, context
@@ -29,7 +30,7 @@ TENANT_ATTRIBUTE = "tenant.id"
 TAG_PREFIX = "spanledger.tag."
 """Every other tag ``k`` is written as the span attribute ``spanledger.tag.k``."""
 NESTED_ATTRIBUTE = "spanledger.nested_llm_span"
-"""Set on an LLM span started inside another LLM span: both describe the same call."""
+"""Set on the outer of two LLM spans that describe the same call; the exporter skips it."""
 
 DEFAULT_USER_KEYS = ("userId", "user_id", "user.id", "enduser.id")
 DEFAULT_TENANT_KEYS = ("tenantId", "tenant_id", "tenant.id", "org", "orgId", "organization.id")
@@ -40,6 +41,11 @@ _EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-tags")
 
 # Attributes an LLM span has when it starts, in any of the conventions we read.
 _LLM_START_MARKERS = ("gen_ai.request.model", "llm.model_name", "ai.model.id")
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
+# A span that has one of these when it starts may be an LLM call (some instrumentations set the model later).
+_LLM_KEYS = _LLM_START_MARKERS + _PROVIDER_KEYS
+# The last LLM span started in this context; a ContextVar, so each thread and asyncio task has its own.
+_LAST_LLM_SPAN: ContextVar[Span | None] = ContextVar("spanledger_last_llm_span", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,10 +155,9 @@ class UserAttributionProcessor(SpanProcessor):
         self._identity_keys = frozenset(self._user_keys) | frozenset(self._tenant_keys)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        parent = get_current_span(parent_context)
-        parent_attrs = getattr(parent, "attributes", None)
-        if parent_attrs and any(marker in parent_attrs for marker in _LLM_START_MARKERS):
-            span.set_attribute(NESTED_ATTRIBUTE, True)
+        attrs = span.attributes
+        if attrs and any(key in attrs for key in _LLM_KEYS):
+            _mark_outer_duplicate(span, get_current_span(parent_context))
         values = current_attribution(parent_context)
         if not values:
             return
@@ -187,3 +192,34 @@ class UserAttributionProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _mark_outer_duplicate(span: Span, parent: object) -> None:
+    """When two instrumentations record the same LLM call, mark the outer span so only one is counted.
+
+    The inner span (closest to the wire: the provider SDK's own) is kept. The outer one is either the
+    new span's parent, or — when an instrumentation starts its span without making it current, as
+    ``opentelemetry-instrumentation-anthropic`` does around the Anthropic SDK's own span — the last LLM
+    span started in this context, still open, from another instrumentation, for the same provider and
+    model.
+    """
+    previous = _LAST_LLM_SPAN.get()
+    _LAST_LLM_SPAN.set(span)
+    parent_attrs = getattr(parent, "attributes", None)
+    if isinstance(parent, Span) and parent_attrs and any(m in parent_attrs for m in _LLM_START_MARKERS):
+        if parent.is_recording():
+            parent.set_attribute(NESTED_ATTRIBUTE, True)
+        return
+    if previous is None or previous is span or not previous.is_recording():
+        return
+    before, attrs = previous.attributes or {}, span.attributes or {}
+    if (
+        previous.instrumentation_scope != span.instrumentation_scope
+        and _first(before, _LLM_START_MARKERS) == _first(attrs, _LLM_START_MARKERS)
+        and _first(before, _PROVIDER_KEYS) == _first(attrs, _PROVIDER_KEYS)
+    ):
+        previous.set_attribute(NESTED_ATTRIBUTE, True)
+
+
+def _first(attrs: Mapping[str, object], keys: tuple[str, ...]) -> object:
+    return next((attrs[k] for k in keys if k in attrs), None)

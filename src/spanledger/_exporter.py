@@ -221,10 +221,11 @@ class CostExporter(SpanExporter):
         return calls, forward
 
     def _is_duplicate(self, call: LLMCall) -> bool:
-        """The same span exported twice, or the same call described by two instrumentations."""
+        """The same span exported twice, or the same call described by two instrumentations (even in
+        different traces, when one instrumentation did not make its span current)."""
         keys: list[tuple[int, int | str]] = [(call.trace_id, call.span_id)]
-        if call.response_id:
-            keys.append((call.trace_id, f"{call.provider}:{call.response_id}"))
+        if call.response_id:  # provider response ids are unique: two spans with one id are one call
+            keys.append((0, f"{call.provider}:{call.response_id}"))
         with self._lock:
             if any(key in self._seen for key in keys):
                 return True

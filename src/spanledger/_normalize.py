@@ -291,6 +291,8 @@ class Normalizer:
         else:
             operation = ""
 
+        if _first(attrs, INPUT_KEYS) is None and _first(attrs, OUTPUT_KEYS) is None:
+            flags.append("no_usage")  # e.g. an OpenAI stream without stream_options.include_usage
         input_tokens = _tokens(attrs, INPUT_KEYS, flags)
         output_tokens = _tokens(attrs, OUTPUT_KEYS, flags)
         cache_read = _tokens(attrs, CACHE_READ_KEYS, flags)
