@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanledger import Store, UserAttributionProcessor
+from tests.support.ch_http import ClickHouseHTTPServer
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +65,39 @@ def _no_spanledger_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SPANLEDGER_") and name != "SPANLEDGER_TEST_CLICKHOUSE_URL":
             monkeypatch.delenv(name, raising=False)
+
+
+# --- ClickHouse over HTTP: the loopback fixture (tests/support/ch_http.py) or a real server -------------------
+
+CLICKHOUSE_URL_ENV = "SPANLEDGER_TEST_CLICKHOUSE_URL"
+"""``http(s)://user:pass@host:port`` of a real ClickHouse server to run the HTTP tests against instead."""
+
+
+@pytest.fixture
+def ch_server(chdb_dir: Path) -> Iterator[ClickHouseHTTPServer]:
+    """A ClickHouse HTTP endpoint on 127.0.0.1 backed by this process's chDB, with fault injection."""
+    if os.environ.get(CLICKHOUSE_URL_ENV):
+        pytest.skip(f"needs the loopback fixture's fault injection; {CLICKHOUSE_URL_ENV} points at a real server")
+    server = ClickHouseHTTPServer(chdb_dir, user="spanledger", password="p@ss word:1").start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def http_store_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An ``http://`` DSN for a fresh database on the real server or the fixture; dropped afterwards."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    real = os.environ.get(CLICKHOUSE_URL_ENV)
+    server: ClickHouseHTTPServer | None = None
+    if real:
+        parts = urlsplit(real)
+        dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+    else:
+        server = request.getfixturevalue("ch_server")
+        dsn = server.dsn(database, connect_timeout=2, send_receive_timeout=2)
+    yield dsn
+    if server is not None:
+        server.heal()
+    cleanup = Store(dsn, create=False)
+    cleanup.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    cleanup.close()

@@ -37,7 +37,8 @@ DEFAULT_TENANT_KEYS = ("tenantId", "tenant_id", "tenant.id", "org", "orgId", "or
 DEFAULT_TAG_KEYS = ("plan", "feature", "env", "environment", "team", "project", "region")
 
 _LOCAL_KEY = context.create_key("spanledger-local-attribution")
-_EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-tags")
+_EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-keys")
+_OWN_IDENTITY_KEYS = frozenset({"userId", "tenantId"})
 
 # Attributes an LLM span has when it starts, in any of the conventions we read.
 _LLM_START_MARKERS = ("gen_ai.request.model", "llm.model_name", "ai.model.id")
@@ -78,7 +79,6 @@ class attribute_to(contextlib.ContextDecorator):
             if value is not None:
                 values[key] = str(value)
         self._values = values
-        self._tag_keys = frozenset(tags)
         self._propagate = propagate
         self._tokens: list[object] = []
 
@@ -91,9 +91,9 @@ class attribute_to(contextlib.ContextDecorator):
             local = dict(cast(Mapping[str, str], context.get_value(_LOCAL_KEY, ctx) or {}))
             local.update(self._values)
             ctx = context.set_value(_LOCAL_KEY, local, ctx)
-        if self._tag_keys:
-            explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, ctx) or frozenset())
-            ctx = context.set_value(_EXPLICIT_TAGS_KEY, explicit | self._tag_keys, ctx)
+        # Remember which keys this process set on purpose: they are honoured whatever the key lists say.
+        explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, ctx) or frozenset())
+        ctx = context.set_value(_EXPLICIT_TAGS_KEY, explicit | frozenset(self._values), ctx)
         self._tokens.append(context.attach(ctx))
         return self
 
@@ -114,7 +114,7 @@ class attribute_to(contextlib.ContextDecorator):
     def _recreate_cm(self) -> attribute_to:
         # a fresh instance per call so that concurrent calls of a decorated function never share tokens
         clone = attribute_to.__new__(attribute_to)
-        clone._values, clone._tag_keys = self._values, self._tag_keys
+        clone._values = self._values
         clone._propagate, clone._tokens = self._propagate, []
         return clone
 
@@ -162,19 +162,18 @@ class UserAttributionProcessor(SpanProcessor):
         if not values:
             return
         attributes: dict[str, str] = {}
-        for key in self._user_keys:
-            user = values.get(key)
-            if user:
-                attributes[USER_ATTRIBUTE] = user
-                break
-        for key in self._tenant_keys:
-            tenant = values.get(key)
-            if tenant:
-                attributes[TENANT_ATTRIBUTE] = tenant
-                break
         explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, parent_context) or frozenset())
+        for attribute, keys, own_key in (
+            (USER_ATTRIBUTE, self._user_keys, "userId"),
+            (TENANT_ATTRIBUTE, self._tenant_keys, "tenantId"),
+        ):
+            # attribute_to in this process wins, whatever the configured key lists
+            found = values.get(own_key) if own_key in explicit else None
+            found = found or next((values[k] for k in keys if values.get(k)), None)
+            if found:
+                attributes[attribute] = found
         for key, value in values.items():
-            if key in self._identity_keys:
+            if key in self._identity_keys or (key in _OWN_IDENTITY_KEYS and key in explicit):
                 continue
             if self._all_tags or key in self._tag_keys or key in explicit:
                 attributes[TAG_PREFIX + key] = value

@@ -158,7 +158,7 @@ def _window(start: TimeBound, end: TimeBound) -> _Window:
         full_start += timedelta(hours=1)
     full_end = e.replace(minute=0, second=0, microsecond=0)
     if full_end < full_start:
-        full_end = full_start  # no whole hour inside: everything comes from the raw table
+        full_start = full_end = e  # no whole hour inside: all of [s, e) comes from the raw table
     return _Window(s, e, full_start, full_end)
 
 
@@ -434,9 +434,12 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
         q.where_tags(tags)
+        if per not in (None, "user", "tenant"):
+            raise ConfigError(f"bad per {per!r}: use user or tenant")
+        key = f"{per}_id" if per else None
         if per == "user" or user_id is not None:
-            return self._daily(q, USER_ROLLUP, key="user_id" if per == "user" else None, users_state=False)
-        return self._daily(q, TENANT_ROLLUP, key="tenant_id" if per == "tenant" else None, users_state=True)
+            return self._daily(q, USER_ROLLUP, key=key, users_state=False)
+        return self._daily(q, TENANT_ROLLUP, key=key, users_state=True)
 
     def _daily(self, q: _Query, rollup: str, *, key: str | None, users_state: bool) -> list[DailyRow]:
         day = "toDate(hour) AS day"

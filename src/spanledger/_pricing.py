@@ -5,9 +5,9 @@ Money is ``Decimal`` end to end. A call whose model no price table knows is *unp
 
 Looking a model up in genai-prices costs about 100 µs, so the price of a (provider, model) is resolved
 once per minute of request time (prices may start on a date or apply at certain times of day) and
-reduced to four per-token coefficients measured with genai-prices' own arithmetic; a call is then four
-multiplications. Tiered prices (a different rate above a context size) are computed by genai-prices
-for each call.
+reduced to four per-token coefficients, measured once per price-table entry with genai-prices' own
+arithmetic, plus any fixed per-request fee; a call is then four multiplications. Tiered prices (a
+different rate above a context size) are computed by genai-prices for each call.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def _decimal(value: Any, field: str, where: str) -> Decimal | None:
 
 
 def _date(value: Any, field: str, where: str) -> date | None:
+    if isinstance(value, datetime):  # a TOML date-time: the rule works on UTC dates
+        return value.date()
     if value is None or isinstance(value, date):
         return value
     try:
@@ -150,6 +152,8 @@ class _Linear:
     cache_read: Decimal
     cache_write: Decimal
     output: Decimal
+    per_call: Decimal
+    """A fixed fee per request (some providers charge one), in neither input nor output cost."""
     model_id: str
     source: str
 
@@ -180,6 +184,7 @@ class Pricer:
             self.rules.extend(load_price_file(file))
             self._file_label = Path(file).name
         self._cache: OrderedDict[tuple[str, str, datetime], _Resolved] = OrderedDict()
+        self._measured: dict[int, tuple[Any, tuple[Decimal, Decimal, Decimal, Decimal]]] = {}
 
     def price(self, call: LLMCall) -> None:
         """Fill ``cost``, ``input_cost``, ``output_cost``, ``price_source`` and ``price_model``."""
@@ -206,10 +211,11 @@ class Pricer:
                 + resolved.cache_write * call.cache_write_tokens
             )
             output_cost = resolved.output * call.output_tokens
+            total_cost = input_cost + output_cost + resolved.per_call
         else:
             result = resolved.model_price.calc_price(_usage(call))
-            input_cost, output_cost = result["input_price"], result["output_price"]
-        total = _quantize(input_cost + output_cost, call)
+            input_cost, output_cost, total_cost = result["input_price"], result["output_price"], result["total_price"]
+        total = _quantize(total_cost, call)
         call.input_cost = _quantize(input_cost, call, flag=False)
         call.output_cost = _quantize(output_cost, call, flag=False)
         call.cost = total
@@ -232,6 +238,7 @@ class Pricer:
                 cache_read=(rule.cache_read_mtok if rule.cache_read_mtok is not None else rule.input_mtok) / _MTOK,
                 cache_write=(rule.cache_write_mtok if rule.cache_write_mtok is not None else rule.input_mtok) / _MTOK,
                 output=rule.output_mtok / _MTOK,
+                per_call=Decimal(0),
                 model_id=model,
                 source=source,
             )
@@ -255,20 +262,31 @@ class Pricer:
             if factor != 1:
                 return _Tiered(_Scaled(model_price, factor), model_id, label)
             return _Tiered(model_price, model_id, label)
-        # Per-token coefficients measured with genai-prices' own arithmetic on a million tokens of each kind.
-        m = _MTOK
-        only_input = model_price.calc_price(Usage(input_tokens=m))["input_price"]
-        with_read = model_price.calc_price(Usage(input_tokens=m, cache_read_tokens=m))["input_price"]
-        with_write = model_price.calc_price(Usage(input_tokens=m, cache_write_tokens=m))["input_price"]
-        output = model_price.calc_price(Usage(output_tokens=m))["output_price"]
+        measured = self._measured.get(id(model_price))
+        if measured is None or measured[0] is not model_price:  # the table's price objects live as long as it
+            measured = (model_price, _measure(model_price))
+            self._measured[id(model_price)] = measured
+        only_input, with_read, with_write, output = measured[1]
         return _Linear(
-            uncached=only_input * factor / m,
-            cache_read=with_read * factor / m,
-            cache_write=with_write * factor / m,
-            output=output * factor / m,
+            uncached=only_input * factor,
+            cache_read=with_read * factor,
+            cache_write=with_write * factor,
+            output=output * factor,
+            per_call=found.total_price * factor,  # the price of a call with no tokens
             model_id=model_id,
             source=label,
         )
+
+
+def _measure(model_price: Any) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """USD per uncached input, cache-read, cache-write and output token, measured with genai-prices' own
+    arithmetic on a million tokens of each kind."""
+    m = _MTOK
+    only_input = model_price.calc_price(Usage(input_tokens=m))["input_price"]
+    with_read = model_price.calc_price(Usage(input_tokens=m, cache_read_tokens=m))["input_price"]
+    with_write = model_price.calc_price(Usage(input_tokens=m, cache_write_tokens=m))["input_price"]
+    output = model_price.calc_price(Usage(output_tokens=m))["output_price"]
+    return only_input / m, with_read / m, with_write / m, output / m
 
 
 class _Scaled:
