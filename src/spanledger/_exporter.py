@@ -107,6 +107,7 @@ class CostExporter(SpanExporter):
         else:
             self._store = None
             self._dsn = self._checked_dsn(store)
+        self._owns_store = self._store is None  # a Store passed in stays open for its owner
         self._normalizer = Normalizer(
             capture_content=env_bool("SPANLEDGER_CAPTURE_CONTENT", capture_content, False),
             max_content_chars=env_int("SPANLEDGER_MAX_CONTENT_CHARS", max_content_chars, 16_384, minimum=0),
@@ -389,7 +390,7 @@ class CostExporter(SpanExporter):
                 self._forward_to.shutdown()
             except Exception:
                 _log.exception("shutting down the forward exporter failed")
-        if self._store is not None:
+        if self._store is not None and self._owns_store:
             self._store.close()
 
 

@@ -160,6 +160,49 @@ def normalize_provider(raw: str) -> str:
     return _PROVIDER_ALIASES.get(head, value)
 
 
+_CONCEPT_KEYS: dict[str, tuple[str, ...]] = {
+    "provider": PROVIDER_KEYS,
+    "model": MODEL_KEYS,
+    "request_model": REQUEST_MODEL_KEYS,
+    "input": INPUT_KEYS,
+    "output": OUTPUT_KEYS,
+    "cache_read": CACHE_READ_KEYS,
+    "cache_write": CACHE_WRITE_KEYS,
+    "reasoning": REASONING_KEYS,
+    "operation": OPERATION_KEYS,
+    "response_id": RESPONSE_ID_KEYS,
+    "user": SPAN_USER_KEYS,
+    "tenant": SPAN_TENANT_KEYS,
+}
+# attribute name → every (concept, rank) it serves; a span's attributes are scanned once.
+_INDEX: dict[str, list[tuple[str, int]]] = {}
+for _concept, _keys in _CONCEPT_KEYS.items():
+    for _rank, _key in enumerate(_keys):
+        _INDEX.setdefault(_key, []).append((_concept, _rank))
+
+_Found = dict[str, tuple[str, Any]]
+
+
+def _scan(attrs: Mapping[str, Any]) -> tuple[_Found, list[tuple[str, Any]]]:
+    """One pass over the attributes: the best-ranked ``(key, value)`` per concept, and the tag attributes."""
+    found: _Found = {}
+    ranks: dict[str, int] = {}
+    tags: list[tuple[str, Any]] = []
+    for key, value in attrs.items():
+        hits = _INDEX.get(key)
+        if hits is None:
+            if key.startswith(TAG_PREFIX):
+                tags.append((key[len(TAG_PREFIX) :], value))
+            continue
+        if value is None or value == "":
+            continue
+        for concept, rank in hits:
+            if rank < ranks.get(concept, 1 << 30):
+                ranks[concept] = rank
+                found[concept] = (key, value)
+    return found, tags
+
+
 def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] | None:
     for key in keys:
         value = attrs.get(key)
@@ -168,8 +211,7 @@ def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] |
     return None
 
 
-def _tokens(attrs: Mapping[str, Any], keys: tuple[str, ...], flags: list[str]) -> int:
-    found = _first(attrs, keys)
+def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
     if found is None:
         return 0
     key, value = found
@@ -231,7 +273,7 @@ def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
     return "otel-genai"
 
 
-def _is_llm_call(attrs: Mapping[str, Any], name: str) -> bool:
+def _is_llm_call(attrs: Mapping[str, Any], name: str, found: _Found) -> bool:
     kind = attrs.get("openinference.span.kind")
     if kind is not None and str(kind).upper() not in _OPENINFERENCE_LLM_KINDS:
         return False
@@ -244,9 +286,7 @@ def _is_llm_call(attrs: Mapping[str, Any], name: str) -> bool:
         return False
     if name.startswith("ai.") and "ai.model.id" in attrs and not _VERCEL_CALL_SPAN.match(name):
         return False  # ai.generateText wraps ai.generateText.doGenerate, which is the call
-    if _first(attrs, MODEL_KEYS) is not None:
-        return True
-    return _first(attrs, INPUT_KEYS) is not None or _first(attrs, OUTPUT_KEYS) is not None
+    return "model" in found or "input" in found or "output" in found
 
 
 class Normalizer:
@@ -268,20 +308,21 @@ class Normalizer:
         name = span.name or ""
         if attrs.get(NESTED_ATTRIBUTE):
             return SKIP_NESTED
-        if not _is_llm_call(attrs, name):
+        found, tag_attrs = _scan(attrs)
+        if not _is_llm_call(attrs, name, found):
             return SKIP_NOT_LLM
         flags: list[str] = []
         source = _detect_source(attrs, name)
 
-        provider_found = _first(attrs, PROVIDER_KEYS)
+        provider_found = found.get("provider")
         provider = normalize_provider(_text(provider_found[1])) if provider_found else ""
-        model_found = _first(attrs, MODEL_KEYS)
+        model_found = found.get("model")
         model = _text(model_found[1]).strip()[:MAX_ID_CHARS] if model_found else ""
         if not model:
             flags.append("no_model")
-        request_found = _first(attrs, REQUEST_MODEL_KEYS)
+        request_found = found.get("request_model")
         request_model = _text(request_found[1]).strip()[:MAX_ID_CHARS] if request_found else model
-        op_found = _first(attrs, OPERATION_KEYS)
+        op_found = found.get("operation")
         if op_found:
             operation = _text(op_found[1])
         elif "openinference.span.kind" in attrs:
@@ -291,29 +332,25 @@ class Normalizer:
         else:
             operation = ""
 
-        if _first(attrs, INPUT_KEYS) is None and _first(attrs, OUTPUT_KEYS) is None:
+        if "input" not in found and "output" not in found:
             flags.append("no_usage")  # e.g. an OpenAI stream without stream_options.include_usage
-        input_tokens = _tokens(attrs, INPUT_KEYS, flags)
-        output_tokens = _tokens(attrs, OUTPUT_KEYS, flags)
-        cache_read = _tokens(attrs, CACHE_READ_KEYS, flags)
-        cache_write = _tokens(attrs, CACHE_WRITE_KEYS, flags)
-        reasoning = _tokens(attrs, REASONING_KEYS, flags)
+        input_tokens = _tokens(found.get("input"), flags)
+        output_tokens = _tokens(found.get("output"), flags)
+        cache_read = _tokens(found.get("cache_read"), flags)
+        cache_write = _tokens(found.get("cache_write"), flags)
+        reasoning = _tokens(found.get("reasoning"), flags)
         if _input_excludes_cache(attrs, source, provider, input_tokens, cache_read, cache_write):
             input_tokens += cache_read + cache_write
             flags.append("input_excluded_cache")
 
         user_id, user_source = "", ""
-        user_found = _first(attrs, SPAN_USER_KEYS)
+        user_found = found.get("user")
         if user_found:
             user_id = clean_id(user_found[1], flags, "user_id")
             user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
-        tenant_found = _first(attrs, SPAN_TENANT_KEYS)
+        tenant_found = found.get("tenant")
         tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
-        tags = {
-            clean_id(k[len(TAG_PREFIX) :], flags, "tag"): clean_id(v, flags, "tag")
-            for k, v in attrs.items()
-            if k.startswith(TAG_PREFIX)
-        }
+        tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
 
         start_ns = span.start_time or now_ns
         end_ns = span.end_time or start_ns
@@ -335,7 +372,7 @@ class Normalizer:
                 )
                 or "error"
             )
-        response_found = _first(attrs, RESPONSE_ID_KEYS)
+        response_found = found.get("response_id")
         resource_attrs = span.resource.attributes if span.resource else {}
 
         call = LLMCall(

@@ -6,6 +6,7 @@ snapshot there after every flush) and, when asked, queries the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -38,10 +39,8 @@ def spool_status(root: Path) -> dict[str, Any]:
         total_bytes += size
         pid = int(owner.name.split("-")[1]) if owner.name.count("-") >= 2 else 0
         stats: dict[str, Any] = {}
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stats = json.loads((owner / "stats.json").read_text())
-        except (OSError, ValueError):
-            pass
         oldest = None
         if segments:
             oldest = now - segments[0].stat().st_mtime

@@ -86,7 +86,8 @@ def _lock_holder(location: str) -> str:
         return "another process"
     pid = match.group(1)
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmd = " ".join(raw.split())  # one line, whatever the command line held
     except OSError:
         cmd = ""
     return f"PID {pid} ({cmd[:120]})" if cmd else f"PID {pid}"

@@ -1,0 +1,397 @@
+"""The ``spanledger`` command: who costs what, from the terminal.
+
+Every error a user can cause (a bad DSN, a bad date, a bad ``--tag``, a store another process holds)
+is one line on stderr, ``spanledger: error: …``, with exit code 2 for bad input and 1 for store
+errors; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import __version__
+from ._config import DEFAULT_STORE, env_str
+from ._errors import ConfigError, SpanledgerError, StoreError
+from ._format import (
+    MODEL_FIELDS,
+    NO_TENANT_LABEL,
+    TENANT_FIELDS,
+    USER_FIELDS,
+    Window,
+    calls_table,
+    count,
+    daily_record,
+    daily_table,
+    model_record,
+    models_table,
+    money,
+    pages,
+    tenant_record,
+    tenants_table,
+    user_record,
+    users_table,
+    when,
+    write_csv,
+    write_json,
+)
+from ._ledger import UNATTRIBUTED_LABEL, Ledger, UserDetail
+from ._store import Store
+from ._timewindow import parse_bound
+
+PROG = "spanledger"
+DEFAULT_LIMIT = 20
+SORTS = ("cost", "requests", "tokens", "last_seen")
+FORMATS = ("table", "json", "csv")
+
+
+class UsageError(Exception):
+    """A command line argparse could not accept."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors become one line instead of usage text and ``exit(2)``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"bad tag {text!r}: expected key=value, e.g. --tag plan=pro")
+    return key.strip(), value.strip()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one sub-command per question."""
+    store = _Parser(add_help=False)
+    store.add_argument(
+        "--store",
+        metavar="DSN",
+        help=f"chdb:///dir, chdb://memory or http(s)://user:pass@host:port/db "
+        f"(default: $SPANLEDGER_STORE, then {DEFAULT_STORE})",
+    )
+    window = _Parser(add_help=False)
+    window.add_argument("--from", dest="start", metavar="WHEN", help="start: ISO date/time (UTC) or 7d, 24h, 90m ago")
+    window.add_argument("--to", dest="end", metavar="WHEN", help="end (exclusive), same forms; default now")
+    tenant = _Parser(add_help=False)
+    tenant.add_argument("--tenant", metavar="ID", help="only this tenant")
+    tags = _Parser(add_help=False)
+    tags.add_argument(
+        "--tag", action="append", type=_tag, default=[], metavar="K=V", help="only calls with this tag (repeatable)"
+    )
+    listing = _Parser(add_help=False)
+    listing.add_argument("--search", metavar="TEXT", help="only ids containing TEXT (case-insensitive)")
+    listing.add_argument("--sort", choices=SORTS, default="cost", help="sort key (default: cost)")
+    order = listing.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="order", action="store_const", const="asc", help="ascending")
+    order.add_argument("--desc", dest="order", action="store_const", const="desc", help="descending (default)")
+    listing.add_argument(
+        "--limit", type=_positive, default=DEFAULT_LIMIT, help=f"rows per page (default {DEFAULT_LIMIT})"
+    )
+    listing.add_argument("--page", type=_positive, default=1, help="page number (default 1)")
+    output = _Parser(add_help=False)
+    output.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or csv")
+
+    parser = _Parser(
+        prog=PROG,
+        description="Which of our customers costs us the most LLM spend? Exact USD per user and tenant.",
+        epilog="Start with `spanledger demo`, then `spanledger users --from 24h`.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[store],
+        help="send a simulated day of LLM traffic through the real pipeline, then show the top users",
+        description="Send a seeded, simulated day of LLM traffic (real OpenAI client and instrumentation "
+        "against a local stub server) through spanledger, then show who costs the most. Replaces what a "
+        "previous demo wrote to the same store; refuses to touch a database holding other data.",
+    )
+    demo.add_argument("--calls", type=_positive, default=None, help="number of LLM calls (default 1500)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed (default 7): same seed, same numbers")
+    demo.set_defaults(handler=_cmd_demo)
+
+    users = sub.add_parser("users", parents=[store, window, tenant, tags, listing, output], help="users ranked by cost")
+    users.set_defaults(handler=_cmd_ranked)
+
+    user = sub.add_parser("user", parents=[store, window, tenant, output], help="one user: models, days, recent calls")
+    user.add_argument("user_id", metavar="ID", help=f"the user id; {UNATTRIBUTED_LABEL!r} or '' for calls with no user")
+    user.add_argument("--calls", type=int, default=10, help="recent calls to show (default 10; 0 for none)")
+    user.set_defaults(handler=_cmd_user)
+
+    tenants = sub.add_parser("tenants", parents=[store, window, tags, listing, output], help="tenants ranked by cost")
+    tenants.set_defaults(handler=_cmd_ranked)
+
+    daily = sub.add_parser("daily", parents=[store, window, tenant, tags, output], help="cost per UTC day")
+    daily.add_argument("--user", dest="user_id", metavar="ID", help="only this user")
+    daily.add_argument("--per", choices=("user", "tenant"), help="split each day per user or per tenant")
+    daily.set_defaults(handler=_cmd_daily)
+
+    schema = sub.add_parser("schema", parents=[store], help="print the ClickHouse DDL (tables and materialized views)")
+    schema.add_argument("--cluster", metavar="NAME", help="DDL for a ClickHouse cluster (ON CLUSTER, replicated)")
+    schema.set_defaults(handler=_cmd_schema)
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _console() -> Console:
+    # A table piped to a file or a pager is not limited by a terminal: give it room.
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=120)
+    return console
+
+
+def _window(args: argparse.Namespace) -> Window:
+    now = datetime.now(UTC)
+    return Window(parse_bound(args.start, now=now), parse_bound(args.end, now=now))
+
+
+def _tags(args: argparse.Namespace) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in args.tag:
+        if key in found and found[key] != value:
+            raise ConfigError(f"--tag {key} given twice ({found[key]!r} and {value!r}); a call has one value per tag")
+        found[key] = value
+    return found
+
+
+def _user_id(text: str) -> str:
+    return "" if text.strip() in ("", UNATTRIBUTED_LABEL) else text
+
+
+def open_store(dsn: str | None) -> Store:
+    """Open the store; on failure chDB's own complaint on stderr is dropped, our one-line error says it."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return Store(dsn)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            store = Store(dsn)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        chatter = captured.read()
+    if chatter:  # it opened: whatever was said is worth showing
+        sys.stderr.buffer.write(chatter)
+        sys.stderr.flush()
+    return store
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    return Ledger(open_store(args.store))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _cmd_ranked(args: argparse.Namespace, console: Console) -> int:
+    """``users`` and ``tenants``: one page of a ranking, as a table, JSON or CSV."""
+    window, tags = _window(args), _tags(args)
+    ledger, users = _ledger(args), args.command == "users"
+    common: dict[str, Any] = {"start": window.start, "end": window.end, "tags": tags, "search": args.search}
+    order = args.order or "desc"
+    paging: dict[str, Any] = {"sort_by": args.sort, "sort_dir": order, "page": args.page, "limit": args.limit}
+    page = ledger.users(tenant_id=args.tenant, **paging, **common) if users else ledger.tenants(**paging, **common)
+    records = [user_record(row) if users else tenant_record(row) for row in page.rows]
+    if args.format == "json":
+        meta = {"window": window.as_dict(), "sort": args.sort, "order": order, "page": page.page}
+        write_json(
+            {**meta, "pages": pages(page), "limit": page.limit, "total": page.total, "rows": records}, sys.stdout
+        )
+    elif args.format == "csv":
+        write_csv(records, sys.stdout, columns=USER_FIELDS if users else TENANT_FIELDS)
+    elif not page.total:
+        console.print(f"No {args.command} with LLM calls match ({window.describe()}).")
+    else:
+        table = users_table if users else tenants_table
+        console.print(table(page, window, sort=f"sorted by {args.sort} {order}", width=console.width))
+        _unpriced_note(console, sum(r.usage.unpriced_requests for r in page.rows))
+    return 0
+
+
+def _cmd_user(args: argparse.Namespace, console: Console) -> int:
+    window = _window(args)
+    user_id = _user_id(args.user_id)
+    ledger = _ledger(args)
+    detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=args.tenant, calls=max(0, args.calls))
+    if args.format == "json":
+        write_json(
+            {
+                "user_id": user_id,
+                "label": user_id or UNATTRIBUTED_LABEL,
+                "window": window.as_dict(),
+                "summary": user_record(detail.summary) if detail.summary else None,
+                "models": [model_record(row) for row in detail.models],
+                "daily": [daily_record(row) for row in detail.daily],
+                "calls": detail.calls,
+            },
+            sys.stdout,
+        )
+    elif args.format == "csv":
+        write_csv([model_record(row) for row in detail.models], sys.stdout, columns=MODEL_FIELDS)
+    else:
+        _print_user(console, ledger, detail, window)
+    return 0
+
+
+def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Window) -> None:
+    label = detail.user_id or UNATTRIBUTED_LABEL
+    if detail.summary is None:
+        console.print(f"No LLM calls for [bold]{escape(label)}[/] ({window.describe()}).")
+        if detail.user_id:
+            similar = ledger.users(search=detail.user_id[:24], start=window.start, end=window.end, limit=5).rows
+            if similar:
+                console.print("Did you mean: " + escape(", ".join(row.label for row in similar)) + "?")
+        return
+    s = detail.summary
+    u = s.usage
+    tenants = escape(", ".join(s.tenant_id.split(","))) if s.tenant_id else NO_TENANT_LABEL
+    console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
+    lines = [
+        f"[green bold]{money(u.cost)}[/] over {count(u.requests)} requests "
+        f"({count(u.errors)} errors, {count(u.traces)} traces)",
+        f"{count(u.total_tokens)} tokens: {count(u.input_tokens)} input ({count(u.cache_read_tokens)} cached), "
+        f"{count(u.output_tokens)} output ({count(u.reasoning_tokens)} reasoning)",
+        f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {u.avg_latency_ms:,.1f} ms",
+    ]
+    if u.unpriced_requests:
+        lines.append(
+            f"[yellow]{count(u.unpriced_requests)} unpriced calls ({count(u.unpriced_tokens)} tokens) "
+            "are not in the cost: their model has no known price[/]"
+        )
+    for line in lines:
+        console.print("  " + line)
+    console.print()
+    width = console.width
+    console.print(models_table(detail.models, title="Per model", caption=f"{len(detail.models)} models", width=width))
+    days = f"{len(detail.daily)} days with calls (UTC)"
+    console.print(daily_table(detail.daily, title="Per day", caption=days, width=width))
+    if detail.calls:
+        console.print(calls_table(detail.calls, title=f"{len(detail.calls)} most recent calls", width=width))
+
+
+def _cmd_daily(args: argparse.Namespace, console: Console) -> int:
+    window, tags = _window(args), _tags(args)
+    user_id = _user_id(args.user_id) if args.user_id is not None else None
+    rows = _ledger(args).daily(
+        start=window.start, end=window.end, user_id=user_id, tenant_id=args.tenant, per=args.per, tags=tags
+    )
+    key_name = f"{args.per}_id" if args.per else None
+    records = [daily_record(row, key_name) for row in rows]
+    if args.format == "json":
+        write_json({"window": window.as_dict(), "per": args.per, "rows": records}, sys.stdout)
+    elif args.format == "csv":
+        write_csv(
+            records,
+            sys.stdout,
+            columns=["day", *([key_name] if key_name else []), "cost_usd", "requests", "active_users"],
+        )
+    else:
+        key_title = {"user": "User", "tenant": "Tenant"}.get(args.per or "")
+        title, caption = "LLM cost per day", window.describe()
+        console.print(daily_table(rows, title=title, caption=caption, key_title=key_title, width=console.width))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from ._store import _parse
+
+    dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
+    database = _parse(dsn)[2]
+    if args.cluster:
+        try:
+            from ._cluster import cluster_ddl  # type: ignore[import-not-found,unused-ignore]
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}._cluster":
+                raise
+            raise ConfigError("--cluster is not available: this spanledger has no cluster DDL module") from None
+        ddl: str = cluster_ddl(database, args.cluster)
+    else:
+        from ._schema import schema_ddl
+
+        ddl = schema_ddl(database)
+    sys.stdout.write(ddl if ddl.endswith("\n") else ddl + "\n")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from ._demo import run_demo
+
+    dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
+    store = open_store(dsn)
+    return run_demo(store=store, calls=args.calls, seed=args.seed, console=console, show_store=args.store is not None)
+
+
+def _unpriced_note(console: Console, unpriced: int) -> None:
+    if unpriced:
+        console.print(
+            f"[yellow]{count(unpriced)} calls above are unpriced[/] (a model with no known price): counted in "
+            "requests and tokens, not in cost. Give it a price with SPANLEDGER_PRICE_FILE."
+        )
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stdout.flush()
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)  # always one line
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 store error, 2 bad input)."""
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler: Callable[[argparse.Namespace, Console], int] | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 0
+        return handler(args, _console())
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except StoreError as exc:
+        return _fail(str(exc), 1)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except SpanledgerError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, and keep Python from complaining at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

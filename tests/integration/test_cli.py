@@ -1,0 +1,286 @@
+"""The ``spanledger`` command line, run as a user runs it: ``python -m spanledger`` in a subprocess.
+
+The store is seeded once per module by the real main job, ``spanledger demo``, in its own chDB directory
+(the pytest process may open only its own). Every answer is checked against another answer of the CLI
+or against the seeded traffic plan, with money compared as exact ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanledger import Store
+from spanledger._demo import _TENANTS, UNPRICED_MODEL, plan_traffic
+
+pytestmark = pytest.mark.integration
+
+EXACT_MONEY = re.compile(r"^\d+\.\d{12}$")
+PRO_TENANTS = {tenant for tenant, plan, _ in _TENANTS if plan == "pro"}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLEDGER_")}
+    env["COLUMNS"] = "160"  # tables wide enough that no cell is shortened
+    return env
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spanledger", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        check=False,
+    )
+
+
+def ok(*args: str) -> str:
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single ``spanledger: error: ...`` line of a failed run."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("spanledger: error: ")
+    return lines[0]
+
+
+@dataclass(frozen=True)
+class Seeded:
+    dsn: str
+    demo_output: str
+    users: dict[str, Any]
+    tenants: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    dsn = f"chdb://{tmp_path_factory.mktemp('cli') / 'store'}"
+    demo = cli("demo", "--store", dsn, timeout=600)
+    assert demo.returncode == 0, demo.stderr
+    users = json.loads(ok("users", "--limit", "1000", "--format", "json", "--store", dsn))
+    tenants = json.loads(ok("tenants", "--limit", "1000", "--format", "json", "--store", dsn))
+    return Seeded(dsn, demo.stdout, users, tenants)
+
+
+def _money(row: dict[str, Any]) -> Decimal:
+    assert isinstance(row["cost_usd"], str) and EXACT_MONEY.match(row["cost_usd"]), row["cost_usd"]
+    return Decimal(row["cost_usd"])
+
+
+def test_users_json_holds_every_user_with_exact_money(seeded: Seeded) -> None:
+    plan = plan_traffic()
+    rows = seeded.users["rows"]
+    assert seeded.users["total"] == len(rows) == len({c.user_id for c in plan}) > 30
+    assert sum(r["requests"] for r in rows) == len(plan)
+    assert sum(r["errors"] for r in rows) == sum(1 for c in plan if c.status != 200)
+    assert sum(r["unpriced_requests"] for r in rows) == sum(1 for c in plan if c.model == UNPRICED_MODEL)
+    unattributed = next(r for r in rows if r["user_id"] == "")
+    assert unattributed["label"] == "(unattributed)"
+    assert unattributed["requests"] == sum(1 for c in plan if c.user_id is None)
+    costs = [_money(r) for r in rows]
+    assert costs == sorted(costs, reverse=True)  # default: most expensive first
+    # users and tenants are two rollups of the same calls: their totals agree to the last digit
+    assert sum(costs) == sum(_money(t) for t in seeded.tenants["rows"]) > Decimal(1)
+    for row in rows:
+        assert row["last_seen"].endswith("+00:00")
+
+
+def test_a_users_cost_is_the_sum_of_their_per_model_costs(seeded: Seeded) -> None:
+    rows = seeded.users["rows"]
+    picked = [rows[0], rows[1], next(r for r in rows if r["user_id"] == "")]
+    for row in picked:
+        detail = json.loads(ok("user", row["label"], "--format", "json", "--calls", "3", "--store", seeded.dsn))
+        assert detail["user_id"] == row["user_id"]
+        assert _money(detail["summary"]) == _money(row)
+        assert sum(_money(m) for m in detail["models"]) == _money(row)
+        assert sum(m["requests"] for m in detail["models"]) == row["requests"]
+        assert len(detail["calls"]) == 3
+        priced = [c for c in detail["calls"] if c["cost"] is not None]
+        assert all(EXACT_MONEY.match(c["cost"]) for c in priced)
+
+
+def test_sort_order_limit_and_page(seeded: Seeded) -> None:
+    args = ("users", "--sort", "requests", "--asc", "--limit", "5", "--page", "2", "--format", "json")
+    out = json.loads(ok(*args, "--store", seeded.dsn))
+    assert out["sort"] == "requests" and out["order"] == "asc" and out["page"] == 2
+    assert len(out["rows"]) == 5 and out["total"] == seeded.users["total"]
+    assert out["pages"] == -(-seeded.users["total"] // 5)
+    by_requests = sorted(seeded.users["rows"], key=lambda r: (r["requests"], r["tenant_id"], r["user_id"]))
+    assert [r["user_id"] for r in out["rows"]] == [r["user_id"] for r in by_requests[5:10]]
+
+
+def test_search_and_tenant_filters(seeded: Seeded) -> None:
+    found = json.loads(ok("users", "--search", "ACME", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
+    expected = [r["user_id"] for r in seeded.users["rows"] if "acme" in r["user_id"]]
+    assert [r["user_id"] for r in found["rows"]] == expected and expected
+
+    globex = json.loads(ok("users", "--tenant", "globex", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
+    expected = [r["user_id"] for r in seeded.users["rows"] if r["tenant_id"] == "globex"]
+    assert [r["user_id"] for r in globex["rows"]] == expected and expected
+
+
+def test_tag_filters(seeded: Seeded) -> None:
+    pro = json.loads(ok("users", "--tag", "plan=pro", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
+    assert {r["tenant_id"] for r in pro["rows"]} == PRO_TENANTS
+    tenant_totals = {t["tenant_id"]: t for t in seeded.tenants["rows"]}
+    assert sum(r["requests"] for r in pro["rows"]) == sum(tenant_totals[t]["requests"] for t in PRO_TENANTS)
+    assert sum(_money(r) for r in pro["rows"]) == sum(_money(tenant_totals[t]) for t in PRO_TENANTS)
+
+    args = ("users", "--tag", "plan=pro", "--tag", "feature=chat", "--limit", "1000", "--format", "json")
+    chat = json.loads(ok(*args, "--store", seeded.dsn))
+    plan = plan_traffic()
+    assert sum(r["requests"] for r in chat["rows"]) == sum(1 for c in plan if c.plan == "pro" and c.feature == "chat")
+
+
+def test_csv_has_a_header_and_one_line_per_user(seeded: Seeded) -> None:
+    text = ok("users", "--limit", "7", "--format", "csv", "--store", seeded.dsn)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 7 and text.count("\n") == 8
+    assert [r["user_id"] for r in rows] == [r["user_id"] for r in seeded.users["rows"][:7]]
+    assert [Decimal(r["cost_usd"]) for r in rows] == [_money(r) for r in seeded.users["rows"][:7]]
+
+
+def test_tables_show_money_totals_and_the_page(seeded: Seeded) -> None:
+    table = ok("users", "--limit", "5", "--store", seeded.dsn)
+    top = seeded.users["rows"][0]
+    assert top["user_id"] in table
+    assert f"${Decimal(top['cost_usd']).quantize(Decimal('0.0001')):,}" in table
+    assert f"page 1 of {-(-seeded.users['total'] // 5)}" in table
+    assert f"Shown (5 of {seeded.users['total']})" in table
+    assert "unpriced" in table  # the note under the table
+
+    tenants = ok("tenants", "--store", seeded.dsn)
+    total = sum(_money(t) for t in seeded.tenants["rows"])
+    requests = sum(t["requests"] for t in seeded.tenants["rows"])
+    assert re.search(rf"Total\s.*{requests:,}.*\${total.quantize(Decimal('0.0001')):,}", tenants)
+
+
+def test_user_table_and_unknown_user(seeded: Seeded) -> None:
+    top = seeded.users["rows"][0]
+    page = ok("user", top["user_id"], "--store", seeded.dsn)
+    for heading in ("Per model", "Per day", "most recent calls"):
+        assert heading in page
+    missing = ok("user", "nobody-at-all", "--store", seeded.dsn)
+    assert "No LLM calls for nobody-at-all" in missing
+
+
+def test_daily_totals_match(seeded: Seeded) -> None:
+    out = json.loads(ok("daily", "--format", "json", "--store", seeded.dsn))
+    assert 1 <= len(out["rows"]) <= 2  # the last 24 h touch one or two UTC days
+    assert sum(Decimal(r["cost_usd"]) for r in out["rows"]) == sum(_money(t) for t in seeded.tenants["rows"])
+
+
+def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
+    ddl = ok("schema")
+    assert "CREATE MATERIALIZED VIEW" in ddl
+    chunks = ("\n".join(line for line in chunk.splitlines() if not line.startswith("--")) for chunk in ddl.split(";"))
+    statements = [chunk.strip() for chunk in chunks if chunk.strip()]
+    assert len(statements) == 8  # database, raw table, three rollup tables and their materialized views
+    for statement in statements:
+        formatted = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows[0][0]
+        assert formatted.split()[0] == "CREATE"
+
+
+def test_schema_for_a_cluster() -> None:
+    result = cli("schema", "--cluster", "prod")
+    try:
+        import spanledger._cluster  # noqa: F401  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError:
+        assert "--cluster is not available" in one_line_error(result, 2)
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "ON CLUSTER prod" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("users", "--from", "last tuesday"), "bad date 'last tuesday'"),
+        (("users", "--tag", "plan"), "bad tag 'plan': expected key=value"),
+        (("users", "--sort", "vibes"), "invalid choice: 'vibes'"),
+        (("users", "--store", "ftp://example.com/db"), "bad store DSN"),
+        (("daily", "--tag", "plan=pro", "--tag", "plan=free"), "--tag plan given twice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], expected: str, tmp_path: Path) -> None:
+    # the store is never opened: bad input is rejected first
+    line = one_line_error(cli(*args, *([] if "--store" in args else ["--store", f"chdb://{tmp_path}"])), 2)
+    assert expected in line
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture
+def held_store(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A chDB store held open by another process, and that process's PID."""
+    dsn = f"chdb://{tmp_path / 'held'}"
+    code = (
+        "import sys, spanledger\nstore = spanledger.Store(sys.argv[1])\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, dsn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env()
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            yield dsn, holder.pid
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=60)
+
+
+def test_locked_store_names_the_holder(held_store: tuple[str, int]) -> None:
+    dsn, pid = held_store
+    line = one_line_error(cli("users", "--store", dsn), 1)
+    assert f"in use by PID {pid} " in line
+
+
+def test_console_script_and_help() -> None:
+    script = Path(sys.executable).parent / "spanledger"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, env=_env())
+    assert version.returncode == 0 and version.stdout.startswith("spanledger ")
+    assert "--tag" in ok("users", "--help")
+
+
+def test_a_second_demo_run_shows_the_same_numbers(seeded: Seeded) -> None:
+    again = cli("demo", "--store", seeded.dsn, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"Replaced {len(plan_traffic()):,} calls from an earlier demo run." in again.stdout
+    users = json.loads(ok("users", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
+    tenants = json.loads(ok("tenants", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
+    assert users["rows"][0]["user_id"] == seeded.users["rows"][0]["user_id"]
+
+    def totals(rows: list[dict[str, Any]]) -> list[tuple[str, int, int, Decimal]]:
+        return sorted((r.get("user_id", r["tenant_id"]), r["requests"], r["total_tokens"], _money(r)) for r in rows)
+
+    assert totals(users["rows"]) == totals(seeded.users["rows"])
+    assert totals(tenants["rows"]) == totals(seeded.tenants["rows"])
+    assert _ranked_lines(again.stdout) == _ranked_lines(seeded.demo_output)
+
+
+def _ranked_lines(demo_output: str) -> list[str]:
+    """The rows of the demo's top-users table (rank, user, tenant, requests, tokens, cost, ...)."""
+    block = demo_output.split("Top 10 users")[1].split("Tenants by LLM cost")[0]
+    lines = [line.strip() for line in block.splitlines() if re.match(r"^\s*\d+\s+\S+@", line)]
+    assert len(lines) >= 9
+    return lines
