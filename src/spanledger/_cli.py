@@ -152,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", parents=[store], help="print the ClickHouse DDL (tables and materialized views)")
     schema.add_argument("--cluster", metavar="NAME", help="DDL for a ClickHouse cluster (ON CLUSTER, replicated)")
     schema.set_defaults(handler=_cmd_schema)
+
+    status = sub.add_parser(
+        "status", parents=[store], help="the exporter's spool and counters, and what the store holds"
+    )
+    status.add_argument(
+        "--spool-dir", metavar="DIR", help="spool directory (default: $SPANLEDGER_SPOOL_DIR, then beside the store)"
+    )
+    status.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    status.set_defaults(handler=_cmd_status)
     return parser
 
 
@@ -350,6 +359,50 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     store = open_store(dsn)
     return run_demo(store=store, calls=args.calls, seed=args.seed, console=console, show_store=args.store is not None)
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    import json
+    from pathlib import Path
+
+    from ._exporter import default_spool_dir
+    from ._status import spool_status, store_status
+
+    dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
+    spool_root = env_str("SPANLEDGER_SPOOL_DIR", args.spool_dir, "")
+    report: dict[str, object] = {"store": dsn.split("@")[-1] if "@" in dsn else dsn}
+    report["spool"] = spool_status(Path(spool_root) if spool_root else default_spool_dir(dsn))
+    try:
+        report["store_contents"] = store_status(open_store(dsn))
+    except StoreError as exc:  # an exporter holding the embedded store is normal, not a failure of status
+        report["store_contents"] = {"error": " ".join(str(exc).split())}
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    spool = report["spool"]
+    assert isinstance(spool, dict)
+    console.print(f"[bold]store[/]  {report['store']}")
+    contents = report["store_contents"]
+    assert isinstance(contents, dict)
+    if "error" in contents:
+        console.print(f"  [yellow]{contents['error']}[/]")
+    else:
+        console.print(
+            f"  {count(contents['calls'])} calls, ${contents['cost_usd']} priced, "
+            f"{count(contents['unpriced_calls'])} unpriced, last insert {contents['last_insert'] or '-'}"
+        )
+    console.print(f"[bold]spool[/]  {spool['spool_dir']}  ({count(spool['pending_bytes'])} bytes pending)")
+    for owner in spool["owners"]:
+        state = "running" if owner["alive"] else "gone (replayed by the next exporter)"
+        counters = ", ".join(f"{k}={v}" for k, v in sorted(owner["counters"].items())) or "no counters yet"
+        console.print(
+            f"  pid {owner['pid']} {state}: {owner['segments']} segments, {count(owner['bytes'])} bytes, "
+            f"store {'ok' if owner['store_healthy'] else 'failing' if owner['store_healthy'] is False else '?'}"
+        )
+        console.print(f"    {counters}")
+    if not spool["owners"]:
+        console.print("  no exporter has written here")
+    return 0
 
 
 def _unpriced_note(console: Console, unpriced: int) -> None:

@@ -71,7 +71,7 @@ def store_status(store: Store) -> dict[str, Any]:
         return {"error": str(exc)}
     return {
         "calls": int(row[0]),
-        "cost_usd": str(row[1]),
+        "cost_usd": format(row[1], "f"),
         "unpriced_calls": int(row[2]),
         "last_insert": row[3].isoformat() if row[0] else None,
     }
