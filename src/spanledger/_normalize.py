@@ -240,13 +240,24 @@ def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
     return value
 
 
+def _utf8(text: str) -> str:
+    """``text`` made encodable as UTF-8 (a lone surrogate becomes U+FFFD) so it can be stored."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
+
+
 def clean_id(value: object, flags: list[str], what: str) -> str:
-    """A user or tenant id made safe to store: a string, no control characters, at most 256 chars."""
+    """A user or tenant id made safe to store: valid UTF-8, no control characters, at most 256 chars."""
     if isinstance(value, bytes):
         text = value.decode("utf-8", "replace")
     else:
         text = value if isinstance(value, str) else str(value)
-    cleaned = _CONTROL_CHARS.sub("", text).strip()
+    cleaned = _CONTROL_CHARS.sub("", _utf8(text)).strip()
     if cleaned != text:
         flags.append(f"{what}_cleaned")
     if len(cleaned) > MAX_ID_CHARS:
@@ -257,10 +268,10 @@ def clean_id(value: object, flags: list[str], what: str) -> str:
 
 def _text(value: object) -> str:
     if isinstance(value, str):
-        return value
+        return _utf8(value)
     if isinstance(value, (list, tuple)):
-        return "\n".join(str(v) for v in value)
-    return str(value)
+        return _utf8("\n".join(str(v) for v in value))
+    return _utf8(str(value))
 
 
 def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
@@ -352,7 +363,7 @@ class Normalizer:
         tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
         tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
 
-        start_ns = span.start_time or now_ns
+        start_ns = span.start_time if span.start_time is not None else now_ns
         end_ns = span.end_time or start_ns
         duration_us = max(0, (end_ns - start_ns) // 1000)
         if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:

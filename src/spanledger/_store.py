@@ -236,7 +236,8 @@ class Store:
         )
 
     def close(self) -> None:
-        """Release a server connection. The embedded engine stays open for the life of the process."""
+        """Release a server connection. An embedded store's client is left to the garbage collector:
+        chDB closes the engine (and frees the directory lock) when its last client is gone."""
         if self.kind == "chdb":
             return
         try:
