@@ -161,6 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     status.set_defaults(handler=_cmd_status)
+
+    serve = sub.add_parser(
+        "serve",
+        parents=[store],
+        help="OTLP/HTTP ingest, JSON API and dashboard in one process",
+        description="Receive spans over OTLP/HTTP (POST /v1/traces), answer the JSON API (/api/v1) and serve "
+        "the dashboard, all on one port. Tokens come from SPANLEDGER_ADMIN_TOKEN, SPANLEDGER_TENANT_TOKENS "
+        "(tenant=token,...), SPANLEDGER_INGEST_TOKEN or --token-file; never from the command line.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4318, help="port (default 4318, the standard OTLP/HTTP port)")
+    serve.add_argument("--no-auth", action="store_true", help="no tokens at all; refused unless --host is loopback")
+    serve.add_argument("--token-file", metavar="FILE", help="TOML token file (default: $SPANLEDGER_TOKEN_FILE)")
+    serve.add_argument(
+        "--max-request-bytes",
+        type=_positive,
+        metavar="N",
+        help="OTLP request size limit, before and after decompression (default 20 MiB)",
+    )
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 
@@ -338,12 +358,8 @@ def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     database = _parse(dsn)[2]
     if args.cluster:
-        try:
-            from ._cluster import cluster_ddl  # type: ignore[import-not-found,unused-ignore]
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}._cluster":
-                raise
-            raise ConfigError("--cluster is not available: this spanledger has no cluster DDL module") from None
+        from ._cluster import cluster_ddl
+
         ddl: str = cluster_ddl(database, args.cluster)
     else:
         from ._schema import schema_ddl
@@ -403,6 +419,23 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     if not spool["owners"]:
         console.print("  no exporter has written here")
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from ._server import serve
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"`spanledger serve` needs the serve extra: pip install 'spanledger[serve]' ({exc})"
+        ) from None
+    return serve(
+        store=open_store(args.store),
+        host=args.host,
+        port=args.port,
+        no_auth=args.no_auth,
+        token_file=args.token_file,
+        max_request_bytes=args.max_request_bytes,
+    )
 
 
 def _unpriced_note(console: Console, unpriced: int) -> None:

@@ -397,11 +397,13 @@ LIMIT {limit}"""
         start: TimeBound = None,
         end: TimeBound = None,
         tags: Mapping[str, str] | None = None,
+        tenant_id: str | None = None,
     ) -> Page:
-        """A page of tenants with their totals and active users."""
+        """A page of tenants with their totals and active users (``tenant_id``: that tenant only)."""
         order = self._order(sort_by, sort_dir)
         page, limit = self._paging(page, limit)
         q = _Query(self.store.database, _window(start, end))
+        q.where_equal("tenant_id", tenant_id)
         q.where_search("tenant_id", search)
         q.where_tags(tags)
         inner_rollup = _ROLLUP_INNER + ", uniqMergeState(users) AS users"
@@ -415,7 +417,7 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         rows = self._rows(sql, q.params)
         total = int(rows[0]["total_rows"]) if rows else 0
         if not rows and page > 1:
-            total = self.tenants(search=search, start=start, end=end, tags=tags, limit=1).total
+            total = self.tenants(search=search, start=start, end=end, tags=tags, tenant_id=tenant_id, limit=1).total
         out = [TenantRow(r["tenant_id"], _usage(r), int(r["active_users"])) for r in rows]
         return Page(rows=out, total=total, page=page, limit=limit)
 

@@ -223,6 +223,9 @@ def test_tenants_sorted_and_counted(ledger: Ledger) -> None:
     assert (acme.usage.requests, acme.active_users) == (65, 2)  # the unattributed user is not an active user
     assert acme.usage.cost == Decimal("0.105") + MINI * 63
     assert [t.tenant_id for t in ledger.tenants(sort_by="tokens", sort_dir="asc").rows] == ["initech", "acme", "globex"]
+    only = ledger.tenants(tenant_id="acme")
+    assert ([t.tenant_id for t in only.rows], only.total) == (["acme"], 1)
+    assert ledger.tenants(tenant_id="acm").rows == []  # exact, not a substring
 
 
 def test_paging(ledger: Ledger) -> None:

@@ -1,0 +1,148 @@
+"""The JSON shapes of the API (and so of its OpenAPI document), built from the ledger's dataclasses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._ledger import DailyRow, ModelRow, TenantRow, Usage, UserRow
+
+
+class UsageOut(BaseModel):
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost: Decimal = Field(description="Exact USD of the priced calls, as a decimal string.")
+    unpriced_requests: int = Field(description="Calls whose model has no known price: not free, not in `cost`.")
+    unpriced_tokens: int
+    avg_latency_ms: float
+    traces: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+class UserOut(UsageOut):
+    user_id: str = Field(description='`""` for calls with no user (shown as "(unattributed)").')
+    label: str
+    attributed: bool
+    tenant_id: str
+    distinct_models: int
+    top_model: str
+
+
+class UsersPage(BaseModel):
+    data: list[UserOut]
+    total: int
+    page: int
+    limit: int
+
+
+class TenantOut(UsageOut):
+    tenant_id: str
+    active_users: int
+
+
+class TenantsPage(BaseModel):
+    data: list[TenantOut]
+    total: int
+    page: int
+    limit: int
+
+
+class ModelOut(UsageOut):
+    provider: str
+    model: str
+
+
+class DailyOut(BaseModel):
+    day: date
+    key: str = Field(description="The user or tenant id when asked `per` user or tenant.")
+    cost: Decimal
+    requests: int
+    active_users: int
+
+
+class CallOut(BaseModel):
+    """One stored LLM call, complete; ``prompt`` and ``completion`` are empty unless capture was on."""
+
+    model_config = ConfigDict(extra="allow")
+    timestamp: datetime
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    duration_us: int
+    provider: str
+    model: str
+    request_model: str
+    operation: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    user_id: str
+    user_source: str
+    tenant_id: str
+    tags: dict[str, str]
+    is_error: bool
+    error_type: str
+    response_id: str
+    service_name: str
+    source: str
+    flags: list[str]
+    cost: Decimal | None
+    input_cost: Decimal | None
+    output_cost: Decimal | None
+    price_source: str
+    price_model: str
+    prompt: str
+    completion: str
+
+
+class UserDetailOut(BaseModel):
+    user_id: str
+    summary: UserOut | None = Field(description="`null` when the user has no calls in the window.")
+    models: list[ModelOut]
+    daily: list[DailyOut]
+    calls: list[CallOut] = Field(description="The 50 most recent calls, newest first.")
+
+
+class WhoAmI(BaseModel):
+    role: str
+    tenant: str | None
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {name: getattr(usage, name) for name in UsageOut.model_fields}
+
+
+def user_out(row: UserRow) -> UserOut:
+    return UserOut(
+        **usage_dict(row.usage),
+        user_id=row.user_id,
+        label=row.label,
+        attributed=row.attributed,
+        tenant_id=row.tenant_id,
+        distinct_models=row.distinct_models,
+        top_model=row.top_model,
+    )
+
+
+def tenant_out(row: TenantRow) -> TenantOut:
+    return TenantOut(**usage_dict(row.usage), tenant_id=row.tenant_id, active_users=row.active_users)
+
+
+def model_out(row: ModelRow) -> ModelOut:
+    return ModelOut(**usage_dict(row.usage), provider=row.provider, model=row.model)
+
+
+def daily_out(row: DailyRow) -> DailyOut:
+    return DailyOut(day=row.day, key=row.key, cost=row.cost, requests=row.requests, active_users=row.active_users)

@@ -1,0 +1,61 @@
+"""``ON CLUSTER`` DDL: every statement parses with ClickHouse's own parser, and the shape is right."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spanledger import ConfigError, Store, StoreError
+from spanledger._cluster import SHARDING_KEY, cluster_ddl, cluster_statements
+from spanledger._schema import RAW_TABLE, ROLLUP_KEYS, migrations
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_statement_parses_with_clickhouses_parser(store: Store) -> None:
+    statements = cluster_statements("ledger", "prod-eu.1")
+    engines = []
+    for statement in statements:
+        formatted = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows[0][0]
+        assert formatted.split()[:2] == statement.split()[:2]
+        if not statement.startswith("INSERT"):
+            assert "ON CLUSTER `prod-eu.1`" in formatted
+        engines += re.findall(r"ENGINE = (\w+)", formatted)
+    replicated = ["ReplicatedAggregatingMergeTree", "ReplicatedMergeTree", "ReplicatedReplacingMergeTree"]
+    assert sorted(set(engines)) == ["Distributed", *replicated]
+    with pytest.raises(StoreError, match="Syntax error"):  # the parser does reject broken DDL
+        store.query("SELECT formatQuery({q:String})", {"q": statements[2].replace(")\nENGINE", "\nENGINE", 1)})
+
+
+def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
+    statements = cluster_statements("ledger", "prod")
+    tables = [RAW_TABLE, *ROLLUP_KEYS]
+    assert all(" ON CLUSTER `prod`" in s for s in statements[:-1])
+    for table in tables:
+        (local,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table}_local ")]
+        assert re.search(r"ENGINE = Replicated(Aggregating)?MergeTree\('/clickhouse/tables/\{shard\}/", local)
+        assert "non_replicated_deduplication_window" not in local and "replicated_deduplication_window" in local
+        (dist,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table} ON")]
+        key = f", {SHARDING_KEY}" if table == RAW_TABLE else ""
+        assert dist.endswith(f"ENGINE = Distributed('prod', ledger, {table}_local{key})")
+    views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert len(views) == len(ROLLUP_KEYS)
+    for view in views:
+        assert "FROM ledger.llm_calls_local AS r" in view and re.search(r" TO ledger\.\w+_local AS", view)
+    # the same columns and keys as the single-server schema, table for table
+    single = [s for m in migrations("ledger") for s in m.statements if s.startswith("CREATE TABLE")]
+    for statement in single:
+        body = statement[statement.index("(") : statement.index("ENGINE")]
+        assert any(body in s for s in statements)
+    assert statements[-1].startswith("INSERT INTO ledger.schema_migrations (version, name) VALUES (1, ")
+
+
+def test_names_are_checked_and_the_script_is_printable() -> None:
+    with pytest.raises(ConfigError, match="cluster"):
+        cluster_statements("ledger", "prod`; DROP DATABASE x; --")
+    with pytest.raises(ConfigError, match="database"):
+        cluster_statements("ledger; x", "prod")
+    script = cluster_ddl("spanledger", "prod")
+    assert script.startswith("-- spanledger schema") and script.rstrip().endswith(";")
+    assert script.count(";\n\n") == len(cluster_statements("spanledger", "prod")) - 1
