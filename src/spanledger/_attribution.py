@@ -45,6 +45,7 @@ _LLM_START_MARKERS = ("gen_ai.request.model", "llm.model_name", "ai.model.id")
 _PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
 # A span that has one of these when it starts may be an LLM call (some instrumentations set the model later).
 _LLM_KEYS = _LLM_START_MARKERS + _PROVIDER_KEYS
+_LLM_KEY_SET = frozenset(_LLM_KEYS)
 # The last LLM span started in this context; a ContextVar, so each thread and asyncio task has its own.
 _LAST_LLM_SPAN: ContextVar[Span | None] = ContextVar("spanledger_last_llm_span", default=None)
 
@@ -156,11 +157,14 @@ class UserAttributionProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         attrs = span.attributes
-        if attrs and any(key in attrs for key in _LLM_KEYS):
+        if attrs and not _LLM_KEY_SET.isdisjoint(attrs):  # iterates the span's few keys, at C speed
             _mark_outer_duplicate(span, get_current_span(parent_context))
-        values = current_attribution(parent_context)
-        if not values:
-            return
+        values: Mapping[str, object] = baggage.get_all(parent_context)
+        local = context.get_value(_LOCAL_KEY, parent_context)
+        if local:
+            values = {**values, **cast(Mapping[str, str], local)}
+        elif not values:
+            return  # the common case with no attribution: two dictionary look-ups
         attributes: dict[str, str] = {}
         explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, parent_context) or frozenset())
         for attribute, keys, own_key in (
@@ -171,14 +175,13 @@ class UserAttributionProcessor(SpanProcessor):
             found = values.get(own_key) if own_key in explicit else None
             found = found or next((values[k] for k in keys if values.get(k)), None)
             if found:
-                attributes[attribute] = found
+                attributes[attribute] = str(found)
         for key, value in values.items():
             if key in self._identity_keys or (key in _OWN_IDENTITY_KEYS and key in explicit):
                 continue
             if self._all_tags or key in self._tag_keys or key in explicit:
-                attributes[TAG_PREFIX + key] = value
-        existing = span.attributes or {}
-        if USER_ATTRIBUTE in existing:
+                attributes[TAG_PREFIX + key] = str(value)
+        if attrs and USER_ATTRIBUTE in attrs:  # the instrumentation named the user: keep it
             attributes.pop(USER_ATTRIBUTE, None)
         if attributes:
             span.set_attributes(attributes)
