@@ -278,6 +278,7 @@ def _send(traffic: Sequence[DemoCall], *, dsn: str, day_start: datetime, console
     instrumentor = OpenAIInstrumentor()
     stub = StubLLMServer().start()
     start_ns = int(day_start.timestamp() * 1e9)
+    client: openai.OpenAI | None = None
     try:
         instrumentor.instrument(tracer_provider=provider)
         client = openai.OpenAI(base_url=stub.openai_base_url, api_key="demo", max_retries=0)
@@ -290,6 +291,8 @@ def _send(traffic: Sequence[DemoCall], *, dsn: str, day_start: datetime, console
                 progress.advance(task)
         provider.force_flush(timeout_millis=120_000)
     finally:
+        if client is not None:
+            client.close()
         instrumentor.uninstrument()
         provider.shutdown()
         stub.stop()

@@ -152,6 +152,8 @@ def pipeline(
     finally:
         slot.target = None
         p.exporter.shutdown()
+        p.openai.close()  # pooled connections are closed now, not by a later garbage collection
+        p.anthropic.close()
 
 
 def test_openai_cached_tokens_are_priced_at_the_cache_rate(pipeline: Pipeline) -> None:
