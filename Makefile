@@ -29,3 +29,7 @@ format: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .spanledger .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(VENV)/.installed       ## every benchmark, side by side with its baseline (~30 min on 2 cores): bench/results.json, bench/RESULTS.md
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/run_all.py

@@ -89,6 +89,8 @@ def cluster_statements(db: str, cluster: str) -> list[str]:
                 out.extend(_table(statement, db, cluster, tables))
             elif statement.startswith("CREATE MATERIALIZED VIEW"):
                 out.append(_view(statement, db, on_cluster, tables))
+            elif statement.startswith("INSERT INTO"):
+                continue  # a backfill: a new cluster has nothing to backfill
             else:
                 raise ValueError(f"no cluster form for schema statement {statement[:80]!r}")
         name = migration.name.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,54 +1,30 @@
-"""``Ledger``: who costs what, answered from the hourly rollups.
+"""``Ledger``: who costs what, answered from the rollups.
 
-Windows are exact to the microsecond: whole hours inside ``[start, end)`` come from the rollup
-tables, and the partial hours at either edge from the raw ``llm_calls`` table, combined in one query
-(``uniq`` states merge across both). Every user-supplied value is a bound query parameter.
+Windows are exact to the microsecond: whole days come from the daily rollup, whole hours from the hourly
+rollups, the partial hours at either edge from the raw ``llm_calls`` table, in one query (see
+``_query.py``). Every user-supplied value is a bound query parameter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from ._errors import ConfigError
-from ._schema import METRIC_SELECT, RAW_TABLE, TENANT_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
+from ._query import ZERO_COST, Query, Window, outer, raw_inner, rollup_inner, window
+from ._schema import RAW_TABLE, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
 from ._store import Store
-from ._timewindow import TimeBound, parse_bound
+from ._timewindow import TimeBound
 
 UNATTRIBUTED_LABEL = "(unattributed)"
 """How a call with no user is shown; it is stored with ``user_id = ''``."""
 
 SortBy = Literal["cost", "requests", "tokens", "last_seen"]
 _SORT_COLUMNS = {"cost": "cost", "requests": "requests", "tokens": "total_tokens", "last_seen": "last_seen"}
-_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
-_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_LIMIT = 1000
-
-_OUTER_METRICS = """
-    sum(requests) AS requests, sum(errors) AS errors,
-    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-    sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-    sum(reasoning_tokens) AS reasoning_tokens, input_tokens + output_tokens AS total_tokens,
-    sum(cost) AS cost, sum(unpriced_requests) AS unpriced_requests, sum(unpriced_tokens) AS unpriced_tokens,
-    sum(latency_us) AS latency_us, uniqMerge(traces) AS traces,
-    min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
-
-_ROLLUP_INNER = """
-    sum(requests) AS requests, sum(errors) AS errors,
-    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-    sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-    sum(reasoning_tokens) AS reasoning_tokens, sum(cost) AS cost,
-    sum(unpriced_requests) AS unpriced_requests, sum(unpriced_tokens) AS unpriced_tokens,
-    sum(latency_us) AS latency_us, uniqMergeState(traces) AS traces,
-    min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
-
-# The raw table's columns are qualified (``r.``) so that the aliases, which reuse the column names,
-# never shadow them inside other expressions.
-_RAW_INNER = METRIC_SELECT
-_ZERO_COST = "sum(ifNull(r.cost, toDecimal64(0, 12)))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,32 +116,6 @@ class UserDetail:
     """The most recent calls, newest first, each the full stored record."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Window:
-    start: datetime
-    end: datetime
-    full_start: datetime
-    full_end: datetime
-
-
-def _window(start: TimeBound, end: TimeBound) -> _Window:
-    s = parse_bound(start) or _FAR_PAST
-    e = parse_bound(end) or _FAR_FUTURE
-    if e < s:
-        raise ConfigError(f"the window ends ({e:%Y-%m-%d %H:%M:%S}) before it starts ({s:%Y-%m-%d %H:%M:%S})")
-    full_start = s.replace(minute=0, second=0, microsecond=0)
-    if full_start < s:
-        full_start += timedelta(hours=1)
-    full_end = e.replace(minute=0, second=0, microsecond=0)
-    if full_end < full_start:
-        full_start = full_end = e  # no whole hour inside: all of [s, e) comes from the raw table
-    return _Window(s, e, full_start, full_end)
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -193,61 +143,6 @@ def _usage(row: Mapping[str, Any]) -> Usage:
         first_seen=_utc(row["first_seen"]),
         last_seen=_utc(row["last_seen"]),
     )
-
-
-class _Query:
-    """Builds the window + filter SQL shared by every ledger query, collecting bound parameters."""
-
-    def __init__(self, db: str, window: _Window) -> None:
-        self.db = db
-        self.window = window
-        self.params: dict[str, Any] = {
-            "w_start": _ts(window.start),
-            "w_end": _ts(window.end),
-            "w_full_start": _ts(window.full_start),
-            "w_full_end": _ts(window.full_end),
-        }
-        self.filters: list[str] = []
-
-    def bind(self, value: Any) -> str:
-        name = f"p{len(self.params)}"
-        self.params[name] = value
-        return name
-
-    def where_equal(self, column: str, value: str | None) -> None:
-        if value is not None:
-            self.filters.append(f"{column} = {{{self.bind(value)}:String}}")
-
-    def where_tags(self, tags: Mapping[str, str] | None) -> None:
-        for key, value in (tags or {}).items():
-            k, v = self.bind(str(key)), self.bind(str(value))
-            self.filters.append(f"tags[{{{k}:String}}] = {{{v}:String}}")
-
-    def where_search(self, column: str, search: str | None) -> None:
-        if search:
-            self.filters.append(f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0")
-
-    def where_pairs(self, pairs: list[tuple[str, str]]) -> None:
-        name = self.bind(pairs)
-        self.filters.append(f"(tenant_id, user_id) IN (SELECT arrayJoin({{{name}:Array(Tuple(String, String))}}))")
-
-    def _extra(self) -> str:
-        return "".join(f" AND {f}" for f in self.filters)
-
-    def union(self, rollup: str, keys: list[str], inner_rollup: str, inner_raw: str) -> str:
-        """Rollup rows for the whole hours UNION ALL raw rows for the partial hours, grouped by ``keys``."""
-        group = ", ".join(keys)
-        return f"""
-    SELECT {group}, {inner_rollup}
-    FROM {self.db}.{rollup}
-    WHERE hour >= {{w_full_start:DateTime64(6, 'UTC')}} AND hour < {{w_full_end:DateTime64(6, 'UTC')}}{self._extra()}
-    GROUP BY {group}
-    UNION ALL
-    SELECT {group.replace("day", "toDate(timestamp) AS day")}, {inner_raw}
-    FROM {self.db}.{RAW_TABLE} AS r
-    WHERE ((timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_full_start:DateTime64(6, 'UTC')}})
-        OR (timestamp >= {{w_full_end:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}})){self._extra()}
-    GROUP BY {group}"""
 
 
 class Ledger:
@@ -281,54 +176,64 @@ class Ledger:
         """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users."""
         order = self._order(sort_by, sort_dir)
         page, limit = self._paging(page, limit)
-        q = _Query(self.store.database, _window(start, end))
+        q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_search("user_id", search)
         q.where_tags(tags)
         keys = ["tenant_id", "user_id"]
+        # distinct traces are counted for the page's users only (in _page_details): merging uniq states
+        # for every user would cost more than the whole ranking
+        union = q.union(USER_ROLLUP, keys, rollup_inner(traces=False), raw_inner(traces=False), daily=USER_DAILY_ROLLUP)
         sql = f"""
-SELECT tenant_id, user_id, {_OUTER_METRICS}, count() OVER () AS total_rows
-FROM ({q.union(USER_ROLLUP, keys, _ROLLUP_INNER, _RAW_INNER)})
+SELECT tenant_id, user_id, {outer(traces=False)}, count() OVER () AS total_rows
+FROM ({union})
 GROUP BY tenant_id, user_id
 ORDER BY {order}, tenant_id ASC, user_id ASC
 LIMIT {limit} OFFSET {(page - 1) * limit}"""
         rows = self._rows(sql, q.params)
         total = int(rows[0]["total_rows"]) if rows else self._count_users(q)
-        models = self._top_models(q.window, [(r["tenant_id"], r["user_id"]) for r in rows], tags)
-        out = [
-            UserRow(
-                user_id=r["user_id"],
-                tenant_id=r["tenant_id"],
-                usage=_usage(r),
-                distinct_models=models.get((r["tenant_id"], r["user_id"]), (0, ""))[0],
-                top_model=models.get((r["tenant_id"], r["user_id"]), (0, ""))[1],
-            )
-            for r in rows
-        ]
+        details = self._page_details(q.window, [(r["tenant_id"], r["user_id"]) for r in rows], tags)
+        out = []
+        for r in rows:
+            models, top_model, traces = details.get((r["tenant_id"], r["user_id"]), (0, "", 0))
+            r["traces"] = traces
+            out.append(UserRow(r["user_id"], r["tenant_id"], _usage(r), distinct_models=models, top_model=top_model))
         return Page(rows=out, total=total, page=page, limit=limit)
 
-    def _count_users(self, q: _Query) -> int:
-        sql = f"""SELECT count() AS n FROM (SELECT tenant_id, user_id FROM (
-            {q.union(USER_ROLLUP, ["tenant_id", "user_id"], _ROLLUP_INNER, _RAW_INNER)}) GROUP BY tenant_id, user_id)"""
+    def _count_users(self, q: Query) -> int:
+        union = q.union(
+            USER_ROLLUP,
+            ["tenant_id", "user_id"],
+            "sum(requests) AS requests",
+            "count() AS requests",
+            daily=USER_DAILY_ROLLUP,
+        )
+        sql = f"SELECT count() AS n FROM (SELECT tenant_id, user_id FROM ({union}) GROUP BY tenant_id, user_id)"
         return int(self._rows(sql, q.params)[0]["n"])
 
-    def _top_models(
-        self, window: _Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
-    ) -> dict[tuple[str, str], tuple[int, str]]:
+    def _page_details(
+        self, w: Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
+    ) -> dict[tuple[str, str], tuple[int, str, int]]:
+        """Distinct models, top model by cost and distinct traces of the given (tenant, user) pairs."""
         if not pairs:
             return {}
-        q = _Query(self.store.database, window)
+        q = Query(self.store.database, w)
         q.where_pairs(pairs)
         q.where_tags(tags)
         keys = ["tenant_id", "user_id", "model"]
-        inner = "sum(cost) AS cost, sum(requests) AS requests"
-        raw = f"{_ZERO_COST} AS cost, count() AS requests"
+        inner = "sum(cost) AS cost, sum(requests) AS requests, uniqMergeState(traces) AS traces"
+        raw = f"{ZERO_COST} AS cost, count() AS requests, uniqState(r.trace_id) AS traces"
         sql = f"""
-SELECT tenant_id, user_id, count() AS models, argMax(model, (cost, requests, model)) AS top_model
-FROM (SELECT tenant_id, user_id, model, sum(cost) AS cost, sum(requests) AS requests
+SELECT tenant_id, user_id, count() AS models, argMax(model, (cost, requests, model)) AS top_model,
+       uniqMerge(traces) AS traces
+FROM (SELECT tenant_id, user_id, model, sum(cost) AS cost, sum(requests) AS requests,
+             uniqMergeState(traces) AS traces
       FROM ({q.union(USER_MODEL_ROLLUP, keys, inner, raw)}) GROUP BY tenant_id, user_id, model)
 GROUP BY tenant_id, user_id"""
-        return {(r["tenant_id"], r["user_id"]): (int(r["models"]), r["top_model"]) for r in self._rows(sql, q.params)}
+        return {
+            (r["tenant_id"], r["user_id"]): (int(r["models"]), r["top_model"], int(r["traces"]))
+            for r in self._rows(sql, q.params)
+        }
 
     def user(
         self,
@@ -340,18 +245,24 @@ GROUP BY tenant_id, user_id"""
         calls: int = 50,
     ) -> UserDetail:
         """One user's totals, per-model breakdown, daily cost and most recent calls (``""`` = unattributed)."""
-        window = _window(start, end)
-        q = _Query(self.store.database, window)
+        q = Query(self.store.database, window(start, end))
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
+        union = q.union(
+            USER_ROLLUP,
+            ["tenant_id", "user_id"],
+            rollup_inner(traces=True),
+            raw_inner(traces=True),
+            daily=USER_DAILY_ROLLUP,
+        )
         summary_sql = f"""
-SELECT arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenant_id, {_OUTER_METRICS}
-FROM ({q.union(USER_ROLLUP, ["tenant_id", "user_id"], _ROLLUP_INNER, _RAW_INNER)})
+SELECT arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenant_id, {outer(traces=True)}
+FROM ({union})
 HAVING requests > 0"""
         summary_rows = self._rows(summary_sql, q.params)
         models_sql = f"""
-SELECT provider, model, {_OUTER_METRICS}
-FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], _ROLLUP_INNER, _RAW_INNER)})
+SELECT provider, model, {outer(traces=True)}
+FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], rollup_inner(traces=True), raw_inner(traces=True))})
 GROUP BY provider, model
 ORDER BY cost DESC, requests DESC, model ASC"""
         models = [ModelRow(r["provider"], r["model"], _usage(r)) for r in self._rows(models_sql, q.params)]
@@ -369,12 +280,12 @@ ORDER BY cost DESC, requests DESC, model ASC"""
         recent = self._recent_calls(q, max(0, min(calls, MAX_LIMIT)))
         return UserDetail(user_id=user_id, summary=summary, models=models, daily=daily, calls=recent)
 
-    def _recent_calls(self, q: _Query, limit: int) -> list[dict[str, Any]]:
+    def _recent_calls(self, q: Query, limit: int) -> list[dict[str, Any]]:
         if limit == 0:
             return []
         sql = f"""
 SELECT * FROM {q.db}.{RAW_TABLE}
-WHERE timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}}{q._extra()}
+WHERE timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}}{q.extra()}
 ORDER BY timestamp DESC, span_id DESC
 LIMIT {limit}"""
         rows = self._rows(sql, q.params)
@@ -402,14 +313,14 @@ LIMIT {limit}"""
         """A page of tenants with their totals and active users (``tenant_id``: that tenant only)."""
         order = self._order(sort_by, sort_dir)
         page, limit = self._paging(page, limit)
-        q = _Query(self.store.database, _window(start, end))
+        q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_search("tenant_id", search)
         q.where_tags(tags)
-        inner_rollup = _ROLLUP_INNER + ", uniqMergeState(users) AS users"
-        inner_raw = _RAW_INNER + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        inner_rollup = rollup_inner(traces=True) + ", uniqMergeState(users) AS users"
+        inner_raw = raw_inner(traces=True) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
         sql = f"""
-SELECT tenant_id, {_OUTER_METRICS}, uniqMerge(users) AS active_users, count() OVER () AS total_rows
+SELECT tenant_id, {outer(traces=True)}, uniqMerge(users) AS active_users, count() OVER () AS total_rows
 FROM ({q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw)})
 GROUP BY tenant_id
 ORDER BY {order}, tenant_id ASC
@@ -432,7 +343,7 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         tags: Mapping[str, str] | None = None,
     ) -> list[DailyRow]:
         """Cost, requests and active users per UTC day; ``per`` splits each day by user or tenant."""
-        q = _Query(self.store.database, _window(start, end))
+        q = Query(self.store.database, window(start, end))
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
         q.where_tags(tags)
@@ -443,18 +354,18 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
             return self._daily(q, USER_ROLLUP, key=key, users_state=False)
         return self._daily(q, TENANT_ROLLUP, key=key, users_state=True)
 
-    def _daily(self, q: _Query, rollup: str, *, key: str | None, users_state: bool) -> list[DailyRow]:
-        day = "toDate(hour) AS day"
+    def _daily(self, q: Query, rollup: str, *, key: str | None, users_state: bool) -> list[DailyRow]:
         keys = ["day"] + ([key] if key else [])
         if users_state:
             inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, uniqMergeState(users) AS users"
-            inner_raw = f"{_ZERO_COST} AS cost, count() AS requests, uniqStateIf(r.user_id, r.user_id != '') AS users"
+            inner_raw = f"{ZERO_COST} AS cost, count() AS requests, uniqStateIf(r.user_id, r.user_id != '') AS users"
             users = "uniqMerge(users)"
         else:
             inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, groupUniqArray(user_id) AS users"
-            inner_raw = f"{_ZERO_COST} AS cost, count() AS requests, groupUniqArray(r.user_id) AS users"
+            inner_raw = f"{ZERO_COST} AS cost, count() AS requests, groupUniqArray(r.user_id) AS users"
             users = "length(arrayFilter(u -> u != '', arrayDistinct(arrayFlatten(groupArray(users)))))"
-        union = q.union(rollup, keys, inner_rollup, inner_raw).replace("SELECT day", f"SELECT {day}", 1)
+        daily = USER_DAILY_ROLLUP if rollup == USER_ROLLUP else None  # the tenant rollup has no daily tier
+        union = q.union(rollup, keys, inner_rollup, inner_raw, daily=daily)
         sql = f"""
 SELECT {", ".join(keys)}, sum(cost) AS cost, sum(requests) AS requests, {users} AS active_users
 FROM ({union})

@@ -18,6 +18,7 @@ RAW_TABLE = "llm_calls"
 USER_ROLLUP = "usage_by_user_hourly"
 USER_MODEL_ROLLUP = "usage_by_user_model_hourly"
 TENANT_ROLLUP = "usage_by_tenant_hourly"
+USER_DAILY_ROLLUP = "usage_by_user_daily"
 MIGRATIONS_TABLE = "schema_migrations"
 DEDUP_WINDOW = 10_000
 
@@ -156,12 +157,46 @@ GROUP BY hour, {", ".join(keys)}, tags"""
     return create, view
 
 
+def _daily_rollup(db: str) -> tuple[str, ...]:
+    """Per (day, tenant, user) totals without tags: long windows read one row per user and day.
+
+    With many users an hourly rollup holds nearly one row per call; a 30-day ranking over the daily
+    rollup reads about 24 times fewer rows. Created by migration 2, which then backfills it from the raw
+    table. A row inserted by another process between the two statements would be counted twice, so on
+    a server shared by several writers apply it with the writers paused (an embedded store has one
+    writer, the process applying it).
+    """
+    table, view = USER_DAILY_ROLLUP, f"{USER_DAILY_ROLLUP}_mv"
+    create = f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
+    day Date,
+    tenant_id String,
+    user_id String,
+{_METRICS.strip(chr(10))}
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, tenant_id, user_id)
+SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+    select = f"""SELECT
+    toDate(timestamp) AS day,
+    tenant_id,
+    user_id,
+{METRIC_SELECT.strip(chr(10))}
+FROM {db}.{RAW_TABLE} AS r"""
+    mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{view} TO {db}.{table} AS\n{select}\nGROUP BY day, tenant_id, user_id"
+    backfill = f"INSERT INTO {db}.{table}\n{select}\nGROUP BY day, tenant_id, user_id"
+    return create, mv, backfill
+
+
 def migrations(db: str) -> list[Migration]:
-    """Every schema version in order; each statement is idempotent (``IF NOT EXISTS``)."""
+    """Every schema version in order; each statement is idempotent (``IF NOT EXISTS``) or a backfill."""
     statements: list[str] = [_raw_table(db)]
     for table in (USER_ROLLUP, USER_MODEL_ROLLUP, TENANT_ROLLUP):
         statements.extend(_rollup(db, table))
-    return [Migration(1, "llm_calls with hourly user, user-model and tenant rollups", tuple(statements))]
+    return [
+        Migration(1, "llm_calls with hourly user, user-model and tenant rollups", tuple(statements)),
+        Migration(2, "daily per-user rollup for long windows", _daily_rollup(db)),
+    ]
 
 
 def schema_ddl(db: str) -> str:

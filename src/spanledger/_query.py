@@ -1,0 +1,203 @@
+"""The SQL behind :class:`Ledger`: exact windows over three tiers of pre-aggregation, and bound filters.
+
+A window ``[start, end)`` is cut into the whole UTC days inside it (read from the daily per-user
+rollup), the whole hours around those (the hourly rollups) and the partial hours at both edges (the raw
+``llm_calls`` table). The parts are combined with ``UNION ALL`` and grouped again, so the answer is the
+one a ``GROUP BY`` over the raw table would give, to the microsecond. The daily tier carries no tags, so
+a tag filter reads whole hours from the hourly rollups instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ._errors import ConfigError
+from ._schema import RAW_TABLE
+from ._timewindow import TimeBound, parse_bound
+
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "unpriced_requests",
+    "unpriced_tokens",
+    "latency_us",
+)
+_RAW_SUMS = {
+    "requests": "count()",
+    "errors": "sum(r.is_error)",
+    "input_tokens": "sum(r.input_tokens)",
+    "output_tokens": "sum(r.output_tokens)",
+    "cache_read_tokens": "sum(r.cache_read_tokens)",
+    "cache_write_tokens": "sum(r.cache_write_tokens)",
+    "reasoning_tokens": "sum(r.reasoning_tokens)",
+    "cost": "sum(ifNull(r.cost, toDecimal64(0, 12)))",
+    "unpriced_requests": "countIf(r.cost IS NULL)",
+    "unpriced_tokens": "sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL)",
+    "latency_us": "sum(r.duration_us)",
+}
+# Raw columns are qualified (``r.``) so that aliases reusing column names never shadow them.
+
+
+def rollup_inner(*, traces: bool) -> str:
+    """Per-group metrics read from a rollup table (hourly or daily)."""
+    parts = [f"sum({m}) AS {m}" for m in _SUMS] + ["min(first_seen) AS first_seen", "max(last_seen) AS last_seen"]
+    if traces:
+        parts.append("uniqMergeState(traces) AS traces")
+    return ", ".join(parts)
+
+
+def raw_inner(*, traces: bool) -> str:
+    """The same metrics computed from the raw table."""
+    parts = [f"{expr} AS {m}" for m, expr in _RAW_SUMS.items()]
+    parts += ["min(r.timestamp) AS first_seen", "max(r.timestamp) AS last_seen"]
+    if traces:
+        parts.append("uniqState(r.trace_id) AS traces")
+    return ", ".join(parts)
+
+
+def outer(*, traces: bool) -> str:
+    """The final aggregation over the union of tiers (``traces`` is 0 when not asked for)."""
+    parts = [f"sum({m}) AS {m}" for m in _SUMS]
+    parts += ["input_tokens + output_tokens AS total_tokens", "min(first_seen) AS first_seen"]
+    parts += ["max(last_seen) AS last_seen", "uniqMerge(traces) AS traces" if traces else "toUInt64(0) AS traces"]
+    return ", ".join(parts)
+
+
+ZERO_COST = _RAW_SUMS["cost"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``[start, end)`` and its tiers: raw ``[start, hours) ∪ [hours_end, end)``, hourly the rest of
+    ``[hours, hours_end)``, daily ``[days, days_end)``."""
+
+    start: datetime
+    end: datetime
+    hours: datetime
+    hours_end: datetime
+    days: datetime
+    days_end: datetime
+
+
+def window(start: TimeBound, end: TimeBound) -> Window:
+    s = parse_bound(start) or _FAR_PAST
+    e = parse_bound(end) or _FAR_FUTURE
+    if e < s:
+        raise ConfigError(f"the window ends ({e:%Y-%m-%d %H:%M:%S}) before it starts ({s:%Y-%m-%d %H:%M:%S})")
+    hours = s.replace(minute=0, second=0, microsecond=0)
+    if hours < s:
+        hours += timedelta(hours=1)
+    hours_end = e.replace(minute=0, second=0, microsecond=0)
+    if hours_end < hours:
+        hours = hours_end = e  # no whole hour inside: all of [s, e) comes from the raw table
+    days = hours.replace(hour=0)
+    if days < hours:
+        days += timedelta(days=1)
+    days_end = hours_end.replace(hour=0)
+    if days_end <= days:
+        days = days_end = hours_end  # no whole day inside: the hourly tier covers [hours, hours_end)
+    return Window(s, e, hours, hours_end, days, days_end)
+
+
+def ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_T = "DateTime64(6, 'UTC')"
+
+
+class Query:
+    """The window and filter SQL shared by every ledger query, collecting bound parameters."""
+
+    def __init__(self, db: str, w: Window) -> None:
+        self.db = db
+        self.window = w
+        self.params: dict[str, Any] = {
+            "w_start": ts(w.start),
+            "w_end": ts(w.end),
+            "w_hours": ts(w.hours),
+            "w_hours_end": ts(w.hours_end),
+            "w_days": ts(w.days),
+            "w_days_end": ts(w.days_end),
+        }
+        self.filters: list[str] = []
+        self.has_tags = False
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return name
+
+    def where_equal(self, column: str, value: str | None) -> None:
+        if value is not None:
+            self.filters.append(f"{column} = {{{self.bind(value)}:String}}")
+
+    def where_tags(self, tags: Mapping[str, str] | None) -> None:
+        for key, value in (tags or {}).items():
+            k, v = self.bind(str(key)), self.bind(str(value))
+            self.filters.append(f"tags[{{{k}:String}}] = {{{v}:String}}")
+            self.has_tags = True
+
+    def where_search(self, column: str, search: str | None) -> None:
+        if search:
+            self.filters.append(f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0")
+
+    def where_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        name = self.bind(pairs)
+        self.filters.append(f"(tenant_id, user_id) IN (SELECT arrayJoin({{{name}:Array(Tuple(String, String))}}))")
+
+    def extra(self) -> str:
+        return "".join(f" AND {f}" for f in self.filters)
+
+    def union(
+        self, hourly: str, keys: list[str], inner_rollup: str, inner_raw: str, *, daily: str | None = None
+    ) -> str:
+        """The tiers' rows UNION ALL'd, each grouped by ``keys`` (``day`` may be one of them).
+
+        ``daily`` names a per-day rollup with the same metric columns, used for the whole days
+        unless a tag filter is set (it keeps no tags).
+        """
+        use_daily = daily is not None and not self.has_tags and self.window.days < self.window.days_end
+
+        def select(day_expr: str) -> str:
+            return ", ".join(day_expr if k == "day" else k for k in keys)
+
+        group = ", ".join(keys)
+        hour_range = f"hour >= {{w_hours:{_T}}} AND hour < {{w_hours_end:{_T}}}"
+        if use_daily:
+            hour_range = (
+                f"((hour >= {{w_hours:{_T}}} AND hour < {{w_days:{_T}}}) "
+                f"OR (hour >= {{w_days_end:{_T}}} AND hour < {{w_hours_end:{_T}}}))"
+            )
+        parts = [
+            f"""
+    SELECT {select("toDate(hour) AS day")}, {inner_rollup}
+    FROM {self.db}.{hourly}
+    WHERE {hour_range}{self.extra()}
+    GROUP BY {group}"""
+        ]
+        if use_daily:
+            parts.append(f"""
+    SELECT {select("day")}, {inner_rollup}
+    FROM {self.db}.{daily}
+    WHERE day >= toDate32({{w_days:{_T}}}) AND day < toDate32({{w_days_end:{_T}}}){self.extra()}
+    GROUP BY {group}""")
+        parts.append(f"""
+    SELECT {select("toDate(timestamp) AS day")}, {inner_raw}
+    FROM {self.db}.{RAW_TABLE} AS r
+    WHERE ((timestamp >= {{w_start:{_T}}} AND timestamp < {{w_hours:{_T}}})
+        OR (timestamp >= {{w_hours_end:{_T}}} AND timestamp < {{w_end:{_T}}})){self.extra()}
+    GROUP BY {group}""")
+        return "\n    UNION ALL".join(parts)

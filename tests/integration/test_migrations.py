@@ -1,0 +1,49 @@
+"""Versioned migrations: applied once, in order, and a new rollup is backfilled from existing data."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from spanledger import Ledger, Store
+from spanledger._codec import to_columns
+from spanledger._normalize import Normalizer
+from spanledger._pricing import Pricer
+from spanledger._schema import MIGRATIONS_TABLE, migrations
+from tests.factories import llm_span
+
+
+def test_migration_2_backfills_the_daily_rollup_from_calls_stored_under_version_1(store_dsn: str) -> None:
+    old = Store(store_dsn, create=False)
+    db = old.database
+    old.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    old.command(
+        f"CREATE TABLE {db}.{MIGRATIONS_TABLE} (version UInt32, name String, applied_at DateTime64(3, 'UTC') "
+        "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+    )
+    first = migrations(db)[0]
+    for statement in first.statements:
+        old.command(statement)
+    old.insert_rows(MIGRATIONS_TABLE, [[1, first.name]], ["version", "name"], ["UInt32", "String"])
+    normalizer, pricer = Normalizer(), Pricer()
+    calls = []
+    for n in range(50):  # 50 calls an hour apart: three days
+        call = normalizer.normalize(
+            llm_span(n, user=f"u{n % 3}", start_ns=1_793_000_000 * 10**9 + n * 3600 * 10**9), time.time_ns()
+        )
+        assert not isinstance(call, str)
+        pricer.price(call)
+        calls.append(call)
+    old.insert_calls(to_columns(calls), dedup_token="v1-data")
+
+    upgraded = Store(store_dsn)  # applies migration 2 only
+    versions = [
+        r[0] for r in upgraded.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} ORDER BY version").result_rows
+    ]
+    assert versions == [1, 2]
+    daily = upgraded.query(f"SELECT sum(requests), sum(cost) FROM {db}.usage_by_user_daily").result_rows[0]
+    assert (daily[0], daily[1]) == (50, Decimal("0.0001212") * 50)
+    assert Store(store_dsn).ensure_schema() == []  # nothing left to apply, nothing applied twice
+    rows = Ledger(upgraded).users().rows  # the whole history: whole days come from the daily rollup
+    assert sorted((r.user_id, r.usage.requests) for r in rows) == [("u0", 17), ("u1", 17), ("u2", 16)]
+    assert sum(r.usage.cost for r in rows) == Decimal("0.0001212") * 50
