@@ -34,6 +34,7 @@ _log = logging.getLogger(__name__)
 COST_QUANTUM = Decimal("1e-12")
 """Costs are stored as ``Decimal(18, 12)``: exact to a trillionth of a dollar."""
 _MTOK = 1_000_000
+_PICO = Decimal(10) ** 12
 _PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 GENAI_PRICES_SOURCE = f"genai-prices {genai_prices.__version__}"
 
@@ -156,6 +157,16 @@ class _Linear:
     """A fixed fee per request (some providers charge one), in neither input nor output cost."""
     model_id: str
     source: str
+    pico: tuple[int, int, int, int, int] | None = None
+    """The same rates in pico-dollars (10⁻¹² USD, the stored precision) when all are whole numbers,
+    as they are for every price quoted to six decimals per million tokens: exact integer arithmetic."""
+
+    @staticmethod
+    def make(**fields: Any) -> _Linear:
+        rates = [fields[k] * _PICO for k in ("uncached", "cache_read", "cache_write", "output", "per_call")]
+        whole = all(r == r.to_integral_value() for r in rates)
+        pico = (int(rates[0]), int(rates[1]), int(rates[2]), int(rates[3]), int(rates[4])) if whole else None
+        return _Linear(pico=pico, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +194,7 @@ class Pricer:
         if file:
             self.rules.extend(load_price_file(file))
             self._file_label = Path(file).name
-        self._cache: OrderedDict[tuple[str, str, datetime], _Resolved] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, int], _Resolved] = OrderedDict()
         self._measured: dict[int, tuple[Any, tuple[Decimal, Decimal, Decimal, Decimal]]] = {}
 
     def price(self, call: LLMCall) -> None:
@@ -191,11 +202,10 @@ class Pricer:
         if not call.model:
             self._unpriced(call)
             return
-        minute = call.timestamp.replace(second=0, microsecond=0)
-        key = (call.provider, call.model, minute)
+        key = (call.provider, call.model, int(call.timestamp.timestamp()) // 60)
         resolved = self._cache.get(key, False)
         if resolved is False:
-            resolved = self._resolve(call.provider, call.model, minute)
+            resolved = self._resolve(call.provider, call.model, call.timestamp.replace(second=0, microsecond=0))
             self._cache[key] = resolved
             if len(self._cache) > 4096:
                 self._cache.popitem(last=False)
@@ -204,6 +214,16 @@ class Pricer:
             return
         assert not isinstance(resolved, bool)
         uncached = max(0, call.input_tokens - call.cache_read_tokens - call.cache_write_tokens)
+        if isinstance(resolved, _Linear) and resolved.pico is not None:
+            a, b, c, d, fee = resolved.pico
+            input_pico = a * uncached + b * call.cache_read_tokens + c * call.cache_write_tokens
+            output_pico = d * call.output_tokens
+            call.input_cost = Decimal(input_pico).scaleb(-12)
+            call.output_cost = Decimal(output_pico).scaleb(-12)
+            call.cost = Decimal(input_pico + output_pico + fee).scaleb(-12)
+            call.price_source = resolved.source
+            call.price_model = resolved.model_id
+            return
         if isinstance(resolved, _Linear):
             input_cost = (
                 resolved.uncached * uncached
@@ -233,7 +253,7 @@ class Pricer:
         source = f"override:{self._file_label or 'rules'}"
         if rule is not None and rule.multiplier is None:
             assert rule.input_mtok is not None and rule.output_mtok is not None
-            return _Linear(
+            return _Linear.make(
                 uncached=rule.input_mtok / _MTOK,
                 cache_read=(rule.cache_read_mtok if rule.cache_read_mtok is not None else rule.input_mtok) / _MTOK,
                 cache_write=(rule.cache_write_mtok if rule.cache_write_mtok is not None else rule.input_mtok) / _MTOK,
@@ -267,7 +287,7 @@ class Pricer:
             measured = (model_price, _measure(model_price))
             self._measured[id(model_price)] = measured
         only_input, with_read, with_write, output = measured[1]
-        return _Linear(
+        return _Linear.make(
             uncached=only_input * factor,
             cache_read=with_read * factor,
             cache_write=with_write * factor,
