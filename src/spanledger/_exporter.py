@@ -242,7 +242,7 @@ class CostExporter(SpanExporter):
         with self._lock:
             self._spool.append(payload)
             self._active_rows += len(calls)
-            if self._cached_rows + self._active_rows <= _MEMORY_CACHE_ROWS:
+            if self._store_healthy and self._cached_rows + self._active_rows <= _MEMORY_CACHE_ROWS:
                 self._active_cache.append(columns)
             full = self._active_rows >= self._max_block_rows
         self.stats["spooled"] += len(calls)
@@ -302,6 +302,7 @@ class CostExporter(SpanExporter):
             for segment in self._spool.ready_segments():
                 self._insert_segment(segment)
         except SpanledgerError as exc:
+            self._drop_cache()
             self.stats["insert_failures"] += 1
             if self._store_healthy:
                 _log.error(
@@ -312,6 +313,7 @@ class CostExporter(SpanExporter):
             self._store_healthy = False
             return False
         except Exception:
+            self._drop_cache()
             self.stats["insert_failures"] += 1
             self._store_healthy = False
             _log.exception("spanledger flush failed; calls stay in the spool and will be retried")
@@ -320,6 +322,13 @@ class CostExporter(SpanExporter):
             _log.warning("spanledger store is reachable again; the spool is drained")
         self._store_healthy = True
         return True
+
+    def _drop_cache(self) -> None:
+        """While the store is down, keep memory flat: sealed segments are read back from disk later."""
+        with self._lock:
+            self._cache.clear()
+            self._cached_rows = 0
+            self._active_cache = []
 
     def _insert_segment(self, segment: Path) -> None:
         with self._lock:
