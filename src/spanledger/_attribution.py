@@ -120,6 +120,22 @@ class attribute_to(contextlib.ContextDecorator):
         return clone
 
 
+def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict when the SDK keeps one (read-only use).
+
+    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a new ``MappingProxyType`` on
+    every access and answers each look-up through the ``Mapping`` ABC; on the per-span hot path that
+    costs more than the work itself. Falls back to the public property for any other span type.
+    """
+    raw = getattr(span, "_attributes", None)
+    if type(raw) is dict:
+        return raw
+    plain = getattr(raw, "_dict", None)
+    if type(plain) is dict:
+        return plain
+    return span.attributes or {}
+
+
 def current_attribution(ctx: Context | None = None) -> dict[str, str]:
     """The baggage and local attribution values visible in ``ctx`` (default: the current context)."""
     values = dict(cast(Mapping[str, str], baggage.get_all(ctx)))
@@ -156,7 +172,7 @@ class UserAttributionProcessor(SpanProcessor):
         self._identity_keys = frozenset(self._user_keys) | frozenset(self._tenant_keys)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attrs = span.attributes
+        attrs = span_attributes(span)
         if attrs and not _LLM_KEY_SET.isdisjoint(attrs):  # iterates the span's few keys, at C speed
             _mark_outer_duplicate(span, get_current_span(parent_context))
         values: Mapping[str, object] = baggage.get_all(parent_context)

@@ -21,7 +21,7 @@ from typing import Any, Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from ._attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE
+from ._attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, span_attributes
 from ._record import LLMCall
 
 SKIP_NOT_LLM: Final = "not_llm"
@@ -315,12 +315,7 @@ class Normalizer:
 
     def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | str:
         """The span's :class:`LLMCall`, or the reason (``SKIP_*``) it is not one."""
-        attrs: Mapping[str, Any] = span.attributes or {}
-        # The SDK's BoundedAttributes answers every lookup through the Mapping ABC (a miss raises and
-        # catches KeyError); read its plain dict when it has one: a few hundred ns instead of ~20 µs.
-        plain = getattr(attrs, "_dict", None)
-        if isinstance(plain, dict):
-            attrs = plain
+        attrs = span_attributes(span)
         name = span.name or ""
         if attrs.get(NESTED_ATTRIBUTE):
             return SKIP_NESTED
