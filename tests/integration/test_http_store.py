@@ -113,13 +113,15 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "schema_migrations",
         "usage_by_tenant_hourly",
         "usage_by_tenant_hourly_mv",
+        "usage_by_user_daily",
+        "usage_by_user_daily_mv",
         "usage_by_user_hourly",
         "usage_by_user_hourly_mv",
         "usage_by_user_model_hourly",
         "usage_by_user_model_hourly_mv",
     ]
-    migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations").result_rows
-    assert migrations == [(1,)]
+    migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
+    assert migrations == [(1,), (2,)]
 
 
 def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
