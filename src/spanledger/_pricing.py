@@ -17,7 +17,7 @@ import logging
 import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ _log = logging.getLogger(__name__)
 COST_QUANTUM = Decimal("1e-12")
 """Costs are stored as ``Decimal(18, 12)``: exact to a trillionth of a dollar."""
 _MTOK = 1_000_000
+_MINUTE = timedelta(minutes=1)
 _PICO = Decimal(10) ** 12
 _PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 GENAI_PRICES_SOURCE = f"genai-prices {genai_prices.__version__}"
@@ -194,25 +195,34 @@ class Pricer:
         if file:
             self.rules.extend(load_price_file(file))
             self._file_label = Path(file).name
-        self._cache: OrderedDict[tuple[str, str, int], _Resolved] = OrderedDict()
-        self._measured: dict[int, tuple[Any, tuple[Decimal, Decimal, Decimal, Decimal]]] = {}
+        self._cache: OrderedDict[tuple[str, str, datetime], _Resolved] = OrderedDict()
+        self._last: dict[tuple[str, str], tuple[datetime, datetime, _Resolved]] = {}
+        self._models: dict[tuple[str, str], Any] = {}
+        self._measured: dict[int, tuple[Any, tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]] = {}
 
     def price(self, call: LLMCall) -> None:
         """Fill ``cost``, ``input_cost``, ``output_cost``, ``price_source`` and ``price_model``."""
         if not call.model:
             self._unpriced(call)
             return
-        key = (call.provider, call.model, int(call.timestamp.timestamp()) // 60)
-        resolved = self._cache.get(key, False)
-        if resolved is False:
-            resolved = self._resolve(call.provider, call.model, call.timestamp.replace(second=0, microsecond=0))
-            self._cache[key] = resolved
-            if len(self._cache) > 4096:
-                self._cache.popitem(last=False)
+        model_key = (call.provider, call.model)
+        last = self._last.get(model_key)
+        if last is not None and last[0] <= call.timestamp < last[1]:
+            resolved = last[2]  # the common case: another call in the same minute
+        else:
+            minute = call.timestamp.replace(second=0, microsecond=0)
+            key = (call.provider, call.model, minute)
+            if key in self._cache:
+                resolved = self._cache[key]
+            else:
+                resolved = self._resolve(call.provider, call.model, minute)
+                self._cache[key] = resolved
+                if len(self._cache) > 4096:
+                    self._cache.popitem(last=False)
+            self._last[model_key] = (minute, minute + _MINUTE, resolved)
         if resolved is None:
             self._unpriced(call)
             return
-        assert not isinstance(resolved, bool)
         uncached = max(0, call.input_tokens - call.cache_read_tokens - call.cache_write_tokens)
         if isinstance(resolved, _Linear) and resolved.pico is not None:
             a, b, c, d, fee = resolved.pico
@@ -262,22 +272,28 @@ class Pricer:
                 model_id=model,
                 source=source,
             )
-        try:
-            found = genai_prices.calc_price(
-                Usage(input_tokens=0, output_tokens=0),
-                model_ref=model,
-                provider_id=provider or None,
-                genai_request_timestamp=when,
-            )
-        except LookupError:
+        # The model is looked up in genai-prices once; each new minute only asks it for that time's prices.
+        info = self._models.get((provider, model), False)
+        if info is False:
+            try:
+                info = genai_prices.calc_price(
+                    Usage(input_tokens=0, output_tokens=0),
+                    model_ref=model,
+                    provider_id=provider or None,
+                    genai_request_timestamp=when,
+                ).model
+            except LookupError:
+                info = None
+            except Exception:  # a price table problem must not stop the export
+                _log.warning("genai-prices failed for %s/%s; call left unpriced", provider, model, exc_info=True)
+                return None
+            self._models[(provider, model)] = info
+        if info is None:
             return None
-        except Exception:  # a price table problem must not stop the export
-            _log.warning("genai-prices failed for %s/%s; call left unpriced", provider, model, exc_info=True)
-            return None
-        model_price = found.model_price
+        model_price = info.get_prices(when)
         factor = rule.multiplier if rule is not None and rule.multiplier is not None else Decimal(1)
         label = source if factor != 1 else GENAI_PRICES_SOURCE
-        model_id = str(found.model.id)
+        model_id = str(info.id)
         if any(type(v).__name__ == "TieredPrices" for v in vars(model_price).values()):
             if factor != 1:
                 return _Tiered(_Scaled(model_price, factor), model_id, label)
@@ -286,27 +302,28 @@ class Pricer:
         if measured is None or measured[0] is not model_price:  # the table's price objects live as long as it
             measured = (model_price, _measure(model_price))
             self._measured[id(model_price)] = measured
-        only_input, with_read, with_write, output = measured[1]
+        only_input, with_read, with_write, output, per_call = measured[1]
         return _Linear.make(
             uncached=only_input * factor,
             cache_read=with_read * factor,
             cache_write=with_write * factor,
             output=output * factor,
-            per_call=found.total_price * factor,  # the price of a call with no tokens
+            per_call=per_call * factor,
             model_id=model_id,
             source=label,
         )
 
 
-def _measure(model_price: Any) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+def _measure(model_price: Any) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
     """USD per uncached input, cache-read, cache-write and output token, measured with genai-prices' own
-    arithmetic on a million tokens of each kind."""
+    arithmetic on a million tokens of each kind, and the fixed fee per request (the price of no tokens)."""
     m = _MTOK
     only_input = model_price.calc_price(Usage(input_tokens=m))["input_price"]
     with_read = model_price.calc_price(Usage(input_tokens=m, cache_read_tokens=m))["input_price"]
     with_write = model_price.calc_price(Usage(input_tokens=m, cache_write_tokens=m))["input_price"]
     output = model_price.calc_price(Usage(output_tokens=m))["output_price"]
-    return only_input / m, with_read / m, with_write / m, output / m
+    fee = model_price.calc_price(Usage(input_tokens=0, output_tokens=0))["total_price"]
+    return only_input / m, with_read / m, with_write / m, output / m, fee
 
 
 class _Scaled:
