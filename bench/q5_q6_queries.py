@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -42,7 +43,9 @@ WINDOW_START = DATA_END - timedelta(days=30)
 
 
 def extra_args(parser: Any) -> None:
-    parser.add_argument("--workdir", type=Path, default=Path.cwd())
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the benchmark store goes (default: a new temp dir)"
+    )
     parser.add_argument("--sizes", default=None, help="comma-separated cumulative sizes (default 100k,1M,10M)")
     parser.add_argument("--build-budget", type=float, default=None, help="seconds allowed for loading data")
     parser.add_argument("--no-optimize", action="store_true")
@@ -186,7 +189,8 @@ def main() -> None:
     budget = args.build_budget or (120 if args.quick else 600)
     repeats = 3 if args.quick else 7
     block = 250_000
-    store = Store(f"chdb://{args.workdir / 'chdb'}?database=q5")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spanledger-bench-q5-"))
+    store = Store(f"chdb://{workdir / 'chdb'}?database=q5")
     ledger = Ledger(store)
     pop = Population(users=100_000, tenants=1_000)
     templates = Templates(np.random.default_rng(7))
