@@ -136,15 +136,6 @@ def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     return span.attributes or {}
 
 
-def current_attribution(ctx: Context | None = None) -> dict[str, str]:
-    """The baggage and local attribution values visible in ``ctx`` (default: the current context)."""
-    values = dict(cast(Mapping[str, str], baggage.get_all(ctx)))
-    local = context.get_value(_LOCAL_KEY, ctx)
-    if local:
-        values.update(cast(Mapping[str, str], local))
-    return values
-
-
 class UserAttributionProcessor(SpanProcessor):
     """Copy user, tenant and allowed tags from baggage onto every span when it starts.
 

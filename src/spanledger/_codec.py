@@ -98,8 +98,3 @@ def concat(blocks: Sequence[list[list[Any]]]) -> list[list[Any]]:
     if len(blocks) == 1:
         return blocks[0]
     return [[v for block in blocks for v in block[i]] for i in range(len(_COLUMN_NAMES))]
-
-
-def span_keys(columns: list[list[Any]]) -> list[tuple[int, int]]:
-    """``(trace_id, span_id)`` of every row."""
-    return list(zip(columns[1], columns[2], strict=True))
