@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._errors import ConfigError
-from ._schema import RAW_TABLE
+from ._schema import RAW_METRICS, RAW_TABLE
 from ._timewindow import TimeBound, parse_bound
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,20 +34,6 @@ _SUMS = (
     "unpriced_tokens",
     "latency_us",
 )
-_RAW_SUMS = {
-    "requests": "count()",
-    "errors": "sum(r.is_error)",
-    "input_tokens": "sum(r.input_tokens)",
-    "output_tokens": "sum(r.output_tokens)",
-    "cache_read_tokens": "sum(r.cache_read_tokens)",
-    "cache_write_tokens": "sum(r.cache_write_tokens)",
-    "reasoning_tokens": "sum(r.reasoning_tokens)",
-    "cost": "sum(ifNull(r.cost, toDecimal64(0, 12)))",
-    "unpriced_requests": "countIf(r.cost IS NULL)",
-    "unpriced_tokens": "sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL)",
-    "latency_us": "sum(r.duration_us)",
-}
-# Raw columns are qualified (``r.``) so that aliases reusing column names never shadow them.
 
 
 def rollup_inner(*, traces: bool) -> str:
@@ -60,11 +46,8 @@ def rollup_inner(*, traces: bool) -> str:
 
 def raw_inner(*, traces: bool) -> str:
     """The same metrics computed from the raw table."""
-    parts = [f"{expr} AS {m}" for m, expr in _RAW_SUMS.items()]
-    parts += ["min(r.timestamp) AS first_seen", "max(r.timestamp) AS last_seen"]
-    if traces:
-        parts.append("uniqState(r.trace_id) AS traces")
-    return ", ".join(parts)
+    names = [*_SUMS, "first_seen", "last_seen", *(["traces"] if traces else [])]
+    return ", ".join(f"{RAW_METRICS[m]} AS {m}" for m in names)
 
 
 def outer(*, traces: bool) -> str:
@@ -75,7 +58,7 @@ def outer(*, traces: bool) -> str:
     return ", ".join(parts)
 
 
-ZERO_COST = _RAW_SUMS["cost"]
+ZERO_COST = RAW_METRICS["cost"]
 
 
 @dataclass(frozen=True, slots=True)

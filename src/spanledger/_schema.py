@@ -88,21 +88,26 @@ _METRICS = """
 
 # The same aggregate expressions serve the materialized views and the exact-window queries that
 # read the raw table for the partial hours at the edges of a window.
-METRIC_SELECT = """
-    count() AS requests,
-    sum(r.is_error) AS errors,
-    sum(r.input_tokens) AS input_tokens,
-    sum(r.output_tokens) AS output_tokens,
-    sum(r.cache_read_tokens) AS cache_read_tokens,
-    sum(r.cache_write_tokens) AS cache_write_tokens,
-    sum(r.reasoning_tokens) AS reasoning_tokens,
-    sum(ifNull(r.cost, toDecimal64(0, 12))) AS cost,
-    countIf(r.cost IS NULL) AS unpriced_requests,
-    sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL) AS unpriced_tokens,
-    sum(r.duration_us) AS latency_us,
-    uniqState(r.trace_id) AS traces,
-    min(r.timestamp) AS first_seen,
-    max(r.timestamp) AS last_seen"""
+RAW_METRICS: dict[str, str] = {
+    "requests": "count()",
+    "errors": "sum(r.is_error)",
+    "input_tokens": "sum(r.input_tokens)",
+    "output_tokens": "sum(r.output_tokens)",
+    "cache_read_tokens": "sum(r.cache_read_tokens)",
+    "cache_write_tokens": "sum(r.cache_write_tokens)",
+    "reasoning_tokens": "sum(r.reasoning_tokens)",
+    "cost": "sum(ifNull(r.cost, toDecimal64(0, 12)))",
+    "unpriced_requests": "countIf(r.cost IS NULL)",
+    "unpriced_tokens": "sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL)",
+    "latency_us": "sum(r.duration_us)",
+    "traces": "uniqState(r.trace_id)",
+    "first_seen": "min(r.timestamp)",
+    "last_seen": "max(r.timestamp)",
+}
+"""Each rollup metric computed from the raw table (aliased ``r``, so that the aliases, which reuse the
+column names, never shadow a column). The materialized views and the ledger's exact-window queries
+both use these, so a rollup and the raw table always agree."""
+METRIC_SELECT = "\n" + ",\n".join(f"    {expr} AS {name}" for name, expr in RAW_METRICS.items())
 
 ROLLUP_KEYS = {
     USER_ROLLUP: ("tenant_id", "user_id"),
