@@ -38,7 +38,11 @@ DEFAULT_TAG_KEYS = ("plan", "feature", "env", "environment", "team", "project", 
 
 _LOCAL_KEY = context.create_key("spanledger-local-attribution")
 _EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-keys")
+# The API's own key for baggage in a Context: reading it directly saves the two calls and the
+# MappingProxyType that baggage.get_all adds per span (checked against get_all in the tests).
+_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 _OWN_IDENTITY_KEYS = frozenset({"userId", "tenantId"})
+_NO_KEYS: frozenset[str] = frozenset()
 
 # Attributes an LLM span has when it starts, in any of the conventions we read.
 _LLM_START_MARKERS = ("gen_ai.request.model", "llm.model_name", "ai.model.id")
@@ -163,30 +167,42 @@ class UserAttributionProcessor(SpanProcessor):
         self._identity_keys = frozenset(self._user_keys) | frozenset(self._tenant_keys)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        # Runs for every span the host creates: one context look-up, then plain dict reads.
+        ctx = parent_context if parent_context is not None else context.get_current()
         attrs = span_attributes(span)
         if attrs and not _LLM_KEY_SET.isdisjoint(attrs):  # iterates the span's few keys, at C speed
-            _mark_outer_duplicate(span, get_current_span(parent_context))
-        values: Mapping[str, object] = baggage.get_all(parent_context)
-        local = context.get_value(_LOCAL_KEY, parent_context)
+            _mark_outer_duplicate(span, get_current_span(ctx))
+        values: Any = ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
+        local = ctx.get(_LOCAL_KEY)
+        if not values and not local:
+            return  # the common case with no attribution
+        if values and type(values) is not dict:  # stored some other way: ask the API
+            values = baggage.get_all(ctx)
         if local:
-            values = {**values, **cast(Mapping[str, str], local)}
-        elif not values:
-            return  # the common case with no attribution: two dictionary look-ups
+            values = {**(values or {}), **cast(Mapping[str, str], local)}
         attributes: dict[str, str] = {}
-        explicit = cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, parent_context) or frozenset())
-        for attribute, keys, own_key in (
-            (USER_ATTRIBUTE, self._user_keys, "userId"),
-            (TENANT_ATTRIBUTE, self._tenant_keys, "tenantId"),
-        ):
-            # attribute_to in this process wins, whatever the configured key lists
-            found = values.get(own_key) if own_key in explicit else None
-            found = found or next((values[k] for k in keys if values.get(k)), None)
-            if found:
-                attributes[attribute] = str(found)
+        explicit = cast(frozenset[str], ctx.get(_EXPLICIT_TAGS_KEY) or _NO_KEYS)
+        # attribute_to in this process wins, whatever the configured key lists
+        user = values.get("userId") if "userId" in explicit else None
+        if not user:
+            for key in self._user_keys:
+                user = values.get(key)
+                if user:
+                    break
+        if user:
+            attributes[USER_ATTRIBUTE] = str(user)
+        tenant = values.get("tenantId") if "tenantId" in explicit else None
+        if not tenant:
+            for key in self._tenant_keys:
+                tenant = values.get(key)
+                if tenant:
+                    break
+        if tenant:
+            attributes[TENANT_ATTRIBUTE] = str(tenant)
+        skip = self._identity_keys if not explicit else self._identity_keys | (_OWN_IDENTITY_KEYS & explicit)
+        all_tags, tag_keys = self._all_tags, self._tag_keys
         for key, value in values.items():
-            if key in self._identity_keys or (key in _OWN_IDENTITY_KEYS and key in explicit):
-                continue
-            if self._all_tags or key in self._tag_keys or key in explicit:
+            if key not in skip and (all_tags or key in tag_keys or key in explicit):
                 attributes[TAG_PREFIX + key] = str(value)
         if attrs and USER_ATTRIBUTE in attrs:  # the instrumentation named the user: keep it
             attributes.pop(USER_ATTRIBUTE, None)

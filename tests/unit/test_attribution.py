@@ -439,3 +439,34 @@ def test_attribute_to_user_and_tenant_survive_custom_key_lists(memory_exporter: 
     assert first.attributes == {"enduser.id": "u1", "tenant.id": "t1", "spanledger.tag.plan": "pro"}
     assert second.attributes == {"enduser.id": "upstream-customer"}
     tp.shutdown()
+
+
+def test_fast_baggage_read_agrees_with_the_api() -> None:
+    """on_start reads the Context's baggage entry directly; it must be what ``baggage.get_all`` sees."""
+    from spanledger import _attribution
+
+    assert _attribution._BAGGAGE_KEY is not None, "the API's baggage key moved: on_start falls back to get_all"
+    ctx = baggage.set_baggage("userId", "u9", baggage.set_baggage("plan", "pro"))
+    assert ctx.get(_attribution._BAGGAGE_KEY) == dict(baggage.get_all(ctx)) == {"userId": "u9", "plan": "pro"}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_manual_baggage_with_and_without_the_fast_read(
+    fast: bool, tracer: Tracer, memory_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spanledger import _attribution
+
+    if not fast:
+        monkeypatch.setattr(_attribution, "_BAGGAGE_KEY", None)
+    ctx = baggage.set_baggage("userId", "u7", baggage.set_baggage("tenantId", "t7", baggage.set_baggage("plan", "x")))
+    token = context.attach(ctx)
+    try:
+        with tracer.start_as_current_span("manual"):
+            pass
+    finally:
+        context.detach(token)
+    with tracer.start_as_current_span("none"):
+        pass
+    spans = spans_by_name(memory_exporter)
+    assert ours(spans["manual"]) == {USER_ATTRIBUTE: "u7", TENANT_ATTRIBUTE: "t7", TAG_PREFIX + "plan": "x"}
+    assert ours(spans["none"]) == {}
