@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from spanledger import LLMCall, Pricer
-from spanledger._normalize import SKIP_NESTED, SKIP_NOT_LLM, Normalizer
+from spanledger._normalize import SKIP_NESTED, SKIP_NOT_LLM, Normalizer, clean_id
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 NOW_NS = int(NOW.timestamp()) * 10**9
@@ -650,3 +652,28 @@ def test_content_is_dropped_by_default_and_capped_when_kept() -> None:
     assert isinstance(kept, LLMCall)
     assert (kept.prompt, kept.completion) == ("x" * 10, "short")
     assert "content_truncated" in kept.flags
+
+
+def _clean_id_by_rule(text: str) -> tuple[str, list[str]]:
+    """clean_id's documented rule, written out independently of its fast path."""
+    flags: list[str] = []
+    safe = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    cleaned = "".join(c for c in safe if not (ord(c) < 0x20 or ord(c) == 0x7F)).strip()
+    if cleaned != text:
+        flags.append("user_id_cleaned")
+    if len(cleaned) > 256:
+        cleaned = cleaned[:256]
+        flags.append("user_id_truncated")
+    return cleaned, flags
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300),
+        st.sampled_from(["user_1", " user_1", "user_1 ", "a" * 256, "a" * 257, "u\x7f", "u\t1", "\ud800x"]),
+    )
+)
+def test_clean_id_fast_path_matches_the_rule(text: str) -> None:
+    flags: list[str] = []
+    assert (clean_id(text, flags, "user_id"), flags) == _clean_id_by_rule(text)
