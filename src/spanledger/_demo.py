@@ -37,7 +37,7 @@ from ._errors import ConfigError
 from ._exporter import CostExporter
 from ._format import Window, count, tenants_table, users_table
 from ._ledger import Ledger
-from ._schema import RAW_TABLE, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
+from ._schema import RAW_TABLE, ROLLUP_TABLES
 from ._store import Store
 
 DEMO_SERVICE = "spanledger-demo"
@@ -246,7 +246,7 @@ def _reset(store: Store) -> int:
             f"database {db!r} of the store holds {other:,} LLM calls the demo did not write, and the demo only "
             "replaces its own; run it on another database, e.g. --store 'chdb://.spanledger?database=demo'"
         )
-    for table in (RAW_TABLE, USER_ROLLUP, USER_MODEL_ROLLUP, TENANT_ROLLUP, USER_DAILY_ROLLUP):
+    for table in (RAW_TABLE, *ROLLUP_TABLES):
         store.command(f"TRUNCATE TABLE IF EXISTS {db}.{table}")
     return demo
 

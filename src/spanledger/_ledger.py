@@ -14,8 +14,17 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ._errors import ConfigError
-from ._query import ZERO_COST, Query, Window, outer, raw_inner, rollup_inner, window
-from ._schema import RAW_TABLE, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
+from ._query import SUMS, ZERO_COST, Query, Window, outer, raw_inner, rollup_inner, window
+from ._schema import (
+    DAILY_OF,
+    RAW_TABLE,
+    TENANT_DAILY_ROLLUP,
+    TENANT_ROLLUP,
+    USER_DAILY_ROLLUP,
+    USER_MODEL_DAILY_ROLLUP,
+    USER_MODEL_ROLLUP,
+    USER_ROLLUP,
+)
 from ._store import Store
 from ._timewindow import TimeBound
 
@@ -25,6 +34,14 @@ UNATTRIBUTED_LABEL = "(unattributed)"
 SortBy = Literal["cost", "requests", "tokens", "last_seen"]
 _SORT_COLUMNS = {"cost": "cost", "requests": "requests", "tokens": "total_tokens", "last_seen": "last_seen"}
 MAX_LIMIT = 1000
+# sort key -> (per-tier expression on a rollup, on the raw table, outer aggregate); the outer
+# aggregate's result orders users exactly as the full metric of the same name would
+_RANK_KEYS = {
+    "cost": ("sum(cost)", ZERO_COST, "sum"),
+    "requests": ("sum(requests)", "count()", "sum"),
+    "tokens": ("sum(input_tokens + output_tokens)", "sum(r.input_tokens + r.output_tokens)", "sum"),
+    "last_seen": ("max(last_seen)", "max(r.timestamp)", "max"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,32 @@ class TenantRow:
     usage: Usage
     active_users: int
     """Distinct attributed users (``uniq``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Everything in a window summed (``Ledger.totals``). Distinct traces are left out: counting them
+    across every tenant means merging every trace state, ten times the cost of all the sums together."""
+
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost: Decimal
+    """Exact USD of the priced calls."""
+    unpriced_requests: int
+    unpriced_tokens: int
+    avg_latency_ms: float
+    active_users: int
+    """Distinct attributed users per tenant, added up over tenants (``uniq``)."""
+    tenants: int
+    """Tenants with calls in the window, the calls without a tenant counted as one."""
+    first_seen: datetime | None
+    last_seen: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +217,7 @@ class Ledger:
         tags: Mapping[str, str] | None = None,
     ) -> Page:
         """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users."""
-        order = self._order(sort_by, sort_dir)
+        self._order(sort_by, sort_dir)  # validates both
         page, limit = self._paging(page, limit)
         # A tag filter reads the raw table: the tags-keyed hourly rollups hold nearly one row per call
         # at high user counts and measured 4x slower than the raw table for it (bench Q5, 10M calls).
@@ -182,25 +225,55 @@ class Ledger:
         q.where_equal("tenant_id", tenant_id)
         q.where_search("user_id", search)
         q.where_tags(tags)
-        keys = ["tenant_id", "user_id"]
-        # distinct traces are counted for the page's users only (in _page_details): merging uniq states
-        # for every user would cost more than the whole ranking
-        union = q.union(USER_ROLLUP, keys, rollup_inner(traces=False), raw_inner(traces=False), daily=USER_DAILY_ROLLUP)
-        sql = f"""
-SELECT tenant_id, user_id, {outer(traces=False)}, count() OVER () AS total_rows
+        # Two steps: rank every matching user by the sort key alone (one metric per user is what the
+        # GROUP BY over ~all users costs), then compute every metric for the page's users only.
+        rollup_key, raw_key, outer_key = _RANK_KEYS[sort_by]
+        union = q.union(
+            USER_ROLLUP,
+            ["tenant_id", "user_id"],
+            f"{rollup_key} AS k",
+            f"{raw_key} AS k",
+            daily=USER_DAILY_ROLLUP,
+        )
+        direction = sort_dir.upper()
+        rank_sql = f"""
+SELECT tenant_id, user_id, count() OVER () AS total_rows
 FROM ({union})
 GROUP BY tenant_id, user_id
-ORDER BY {order}, tenant_id ASC, user_id ASC
+ORDER BY {outer_key}(k) {direction}, tenant_id ASC, user_id ASC
 LIMIT {limit} OFFSET {(page - 1) * limit}"""
-        rows = self._rows(sql, q.params)
-        total = int(rows[0]["total_rows"]) if rows else self._count_users(q)
-        details = self._page_details(q.window, [(r["tenant_id"], r["user_id"]) for r in rows], tags)
+        ranked = self._rows(rank_sql, q.params)
+        total = int(ranked[0]["total_rows"]) if ranked else self._count_users(q)
+        pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
+        page_rows = self._page(q.window, pairs, tags)
         out = []
-        for r in rows:
-            models, top_model, traces = details.get((r["tenant_id"], r["user_id"]), (0, "", 0))
-            r["traces"] = traces
-            out.append(UserRow(r["user_id"], r["tenant_id"], _usage(r), distinct_models=models, top_model=top_model))
+        for pair in pairs:
+            r = page_rows[pair]
+            out.append(UserRow(pair[1], pair[0], _usage(r), distinct_models=int(r["models"]), top_model=r["top_model"]))
         return Page(rows=out, total=total, page=page, limit=limit)
+
+    def _page(
+        self, w: Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every metric (distinct traces included), distinct models and top model by cost of the given
+        (tenant, user) pairs, from the per-user-model tiers (whose daily tier has a projection by user)."""
+        if not pairs:
+            return {}
+        q = Query(self.store.database, w)
+        q.where_pairs(pairs)
+        q.where_tags(tags)
+        keys = ["tenant_id", "user_id", "provider", "model"]
+        union = q.union(
+            USER_MODEL_ROLLUP, keys, rollup_inner(traces=True), raw_inner(traces=True), daily=USER_MODEL_DAILY_ROLLUP
+        )
+        sql = f"""
+SELECT tenant_id, user_id, {outer(traces=True)}, count() AS models,
+       argMax(model, (model_cost, model_requests, model)) AS top_model
+FROM (SELECT *, cost AS model_cost, requests AS model_requests
+      FROM (SELECT tenant_id, user_id, model, {rollup_inner(traces=True)}
+            FROM ({union}) GROUP BY tenant_id, user_id, model))
+GROUP BY tenant_id, user_id"""
+        return {(r["tenant_id"], r["user_id"]): r for r in self._rows(sql, q.params)}
 
     def _count_users(self, q: Query) -> int:
         union = q.union(
@@ -213,30 +286,6 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         sql = f"SELECT count() AS n FROM (SELECT tenant_id, user_id FROM ({union}) GROUP BY tenant_id, user_id)"
         return int(self._rows(sql, q.params)[0]["n"])
 
-    def _page_details(
-        self, w: Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
-    ) -> dict[tuple[str, str], tuple[int, str, int]]:
-        """Distinct models, top model by cost and distinct traces of the given (tenant, user) pairs."""
-        if not pairs:
-            return {}
-        q = Query(self.store.database, w)
-        q.where_pairs(pairs)
-        q.where_tags(tags)
-        keys = ["tenant_id", "user_id", "model"]
-        inner = "sum(cost) AS cost, sum(requests) AS requests, uniqMergeState(traces) AS traces"
-        raw = f"{ZERO_COST} AS cost, count() AS requests, uniqState(r.trace_id) AS traces"
-        sql = f"""
-SELECT tenant_id, user_id, count() AS models, argMax(model, (cost, requests, model)) AS top_model,
-       uniqMerge(traces) AS traces
-FROM (SELECT tenant_id, user_id, model, sum(cost) AS cost, sum(requests) AS requests,
-             uniqMergeState(traces) AS traces
-      FROM ({q.union(USER_MODEL_ROLLUP, keys, inner, raw)}) GROUP BY tenant_id, user_id, model)
-GROUP BY tenant_id, user_id"""
-        return {
-            (r["tenant_id"], r["user_id"]): (int(r["models"]), r["top_model"], int(r["traces"]))
-            for r in self._rows(sql, q.params)
-        }
-
     def user(
         self,
         user_id: str,
@@ -247,9 +296,7 @@ GROUP BY tenant_id, user_id"""
         calls: int = 50,
     ) -> UserDetail:
         """One user's totals, per-model breakdown, daily cost and most recent calls (``""`` = unattributed)."""
-        # One user's rows are a narrow range of the raw table's primary key in each day: reading them
-        # directly beats scanning hour-keyed rollups for one user (measured: 0.18 s vs 1.3 s at 10M calls).
-        q = Query(self.store.database, window(start, end, rollups=False))
+        q = Query(self.store.database, window(start, end))
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
         union = q.union(
@@ -266,7 +313,7 @@ HAVING requests > 0"""
         summary_rows = self._rows(summary_sql, q.params)
         models_sql = f"""
 SELECT provider, model, {outer(traces=True)}
-FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], rollup_inner(traces=True), raw_inner(traces=True))})
+FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], rollup_inner(traces=True), raw_inner(traces=True), daily=USER_MODEL_DAILY_ROLLUP)})
 GROUP BY provider, model
 ORDER BY cost DESC, requests DESC, model ASC"""
         models = [ModelRow(r["provider"], r["model"], _usage(r)) for r in self._rows(models_sql, q.params)]
@@ -315,26 +362,100 @@ LIMIT {limit}"""
         tenant_id: str | None = None,
     ) -> Page:
         """A page of tenants with their totals and active users (``tenant_id``: that tenant only)."""
-        order = self._order(sort_by, sort_dir)
+        self._order(sort_by, sort_dir)  # validates both
         page, limit = self._paging(page, limit)
         q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_search("tenant_id", search)
         q.where_tags(tags)
+        # Rank by the sort key alone, then count distinct traces and users for the page's tenants only:
+        # the uniq states of a heavy tenant's traces cost ten times more to merge than every sum.
+        ranked = self._rank_tenants(q, sort_by, sort_dir, limit, (page - 1) * limit)
+        total = int(ranked[0]["total_rows"]) if ranked else 0
+        if not ranked and page > 1:
+            total = self.tenants(search=search, start=start, end=end, tags=tags, tenant_id=tenant_id, limit=1).total
+        if not ranked:
+            return Page(rows=[], total=total, page=page, limit=limit)
+        names = [r["tenant_id"] for r in ranked]
+        pq = Query(self.store.database, q.window)
+        pq.filters.append(f"tenant_id IN {{{pq.bind(names)}:Array(String)}}")
+        pq.where_tags(tags)
         inner_rollup = rollup_inner(traces=True) + ", uniqMergeState(users) AS users"
         inner_raw = raw_inner(traces=True) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
-        sql = f"""
-SELECT tenant_id, {outer(traces=True)}, uniqMerge(users) AS active_users, count() OVER () AS total_rows
-FROM ({q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw)})
-GROUP BY tenant_id
-ORDER BY {order}, tenant_id ASC
-LIMIT {limit} OFFSET {(page - 1) * limit}"""
-        rows = self._rows(sql, q.params)
-        total = int(rows[0]["total_rows"]) if rows else 0
-        if not rows and page > 1:
-            total = self.tenants(search=search, start=start, end=end, tags=tags, tenant_id=tenant_id, limit=1).total
-        out = [TenantRow(r["tenant_id"], _usage(r), int(r["active_users"])) for r in rows]
+        page_sql = f"""
+SELECT tenant_id, {outer(traces=True)}, uniqMerge(users) AS active_users
+FROM ({pq.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
+GROUP BY tenant_id"""
+        by_name = {r["tenant_id"]: r for r in self._rows(page_sql, pq.params)}
+        out = [TenantRow(n, _usage(by_name[n]), int(by_name[n]["active_users"])) for n in names]
         return Page(rows=out, total=total, page=page, limit=limit)
+
+    def tenant_ids(
+        self, *, start: TimeBound = None, end: TimeBound = None, limit: int = 200, sort_by: SortBy = "cost"
+    ) -> list[str]:
+        """The ids of the top ``limit`` tenants in the window (descending ``sort_by``): the ranking alone,
+        for menus and pickers, without the per-tenant totals."""
+        self._order(sort_by, "desc")
+        _page, limit = self._paging(1, limit)
+        q = Query(self.store.database, window(start, end))
+        return [r["tenant_id"] for r in self._rank_tenants(q, sort_by, "desc", limit, 0)]
+
+    def _rank_tenants(self, q: Query, sort_by: str, sort_dir: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        rollup_key, raw_key, outer_key = _RANK_KEYS[sort_by]
+        union = q.union(
+            TENANT_ROLLUP, ["tenant_id"], f"{rollup_key} AS k", f"{raw_key} AS k", daily=TENANT_DAILY_ROLLUP
+        )
+        sql = f"""
+SELECT tenant_id, count() OVER () AS total_rows
+FROM ({union})
+GROUP BY tenant_id
+ORDER BY {outer_key}(k) {sort_dir.upper()}, tenant_id ASC
+LIMIT {limit} OFFSET {offset}"""
+        return self._rows(sql, q.params)
+
+    def totals(
+        self,
+        *,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        tenant_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Totals:
+        """Everything in the window summed: spend, requests, tokens, active users and tenants.
+
+        Distinct traces are not counted here (see :class:`Totals`); every other figure is exact.
+        """
+        q = Query(self.store.database, window(start, end))
+        q.where_equal("tenant_id", tenant_id)
+        q.where_tags(tags)
+        inner_rollup = rollup_inner(traces=False) + ", uniqMergeState(users) AS users"
+        inner_raw = raw_inner(traces=False) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        union = q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)
+        sums = ", ".join(f"sum(t.{m}) AS {m}" for m in (*SUMS, "active_users"))
+        sql = f"""
+SELECT {sums}, min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen, count() AS tenants
+FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
+      FROM ({union}) GROUP BY tenant_id) AS t"""
+        r = self._rows(sql, q.params)[0]
+        requests = int(r["requests"])
+        return Totals(
+            requests=requests,
+            errors=int(r["errors"]),
+            input_tokens=int(r["input_tokens"]),
+            output_tokens=int(r["output_tokens"]),
+            cache_read_tokens=int(r["cache_read_tokens"]),
+            cache_write_tokens=int(r["cache_write_tokens"]),
+            reasoning_tokens=int(r["reasoning_tokens"]),
+            total_tokens=int(r["input_tokens"]) + int(r["output_tokens"]),
+            cost=Decimal(r["cost"]),
+            unpriced_requests=int(r["unpriced_requests"]),
+            unpriced_tokens=int(r["unpriced_tokens"]),
+            avg_latency_ms=(int(r["latency_us"]) / requests / 1000) if requests else 0.0,
+            active_users=int(r["active_users"]),
+            tenants=int(r["tenants"]) if requests else 0,
+            first_seen=_utc(r["first_seen"]) if requests else None,
+            last_seen=_utc(r["last_seen"]) if requests else None,
+        )
 
     def daily(
         self,
@@ -368,8 +489,7 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
             inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, groupUniqArray(user_id) AS users"
             inner_raw = f"{ZERO_COST} AS cost, count() AS requests, groupUniqArray(r.user_id) AS users"
             users = "length(arrayFilter(u -> u != '', arrayDistinct(arrayFlatten(groupArray(users)))))"
-        daily = USER_DAILY_ROLLUP if rollup == USER_ROLLUP else None  # the tenant rollup has no daily tier
-        union = q.union(rollup, keys, inner_rollup, inner_raw, daily=daily)
+        union = q.union(rollup, keys, inner_rollup, inner_raw, daily=DAILY_OF[rollup])
         sql = f"""
 SELECT {", ".join(keys)}, sum(cost) AS cost, sum(requests) AS requests, {users} AS active_users
 FROM ({union})

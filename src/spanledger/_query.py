@@ -21,7 +21,7 @@ from ._timewindow import TimeBound, parse_bound
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 
-_SUMS = (
+SUMS = (
     "requests",
     "errors",
     "input_tokens",
@@ -38,7 +38,7 @@ _SUMS = (
 
 def rollup_inner(*, traces: bool) -> str:
     """Per-group metrics read from a rollup table (hourly or daily)."""
-    parts = [f"sum({m}) AS {m}" for m in _SUMS] + ["min(first_seen) AS first_seen", "max(last_seen) AS last_seen"]
+    parts = [f"sum({m}) AS {m}" for m in SUMS] + ["min(first_seen) AS first_seen", "max(last_seen) AS last_seen"]
     if traces:
         parts.append("uniqMergeState(traces) AS traces")
     return ", ".join(parts)
@@ -46,13 +46,13 @@ def rollup_inner(*, traces: bool) -> str:
 
 def raw_inner(*, traces: bool) -> str:
     """The same metrics computed from the raw table."""
-    names = [*_SUMS, "first_seen", "last_seen", *(["traces"] if traces else [])]
+    names = [*SUMS, "first_seen", "last_seen", *(["traces"] if traces else [])]
     return ", ".join(f"{RAW_METRICS[m]} AS {m}" for m in names)
 
 
 def outer(*, traces: bool) -> str:
     """The final aggregation over the union of tiers (``traces`` is 0 when not asked for)."""
-    parts = [f"sum({m}) AS {m}" for m in _SUMS]
+    parts = [f"sum({m}) AS {m}" for m in SUMS]
     parts += ["input_tokens + output_tokens AS total_tokens", "min(first_seen) AS first_seen"]
     parts += ["max(last_seen) AS last_seen", "uniqMerge(traces) AS traces" if traces else "toUInt64(0) AS traces"]
     return ", ".join(parts)
@@ -143,7 +143,9 @@ class Query:
 
     def where_pairs(self, pairs: list[tuple[str, str]]) -> None:
         name = self.bind(pairs)
-        self.filters.append(f"(tenant_id, user_id) IN (SELECT arrayJoin({{{name}:Array(Tuple(String, String))}}))")
+        # a bound array, not a subquery: with ``IN (SELECT …)`` the primary key analysis dropped the
+        # day column and read 1,045 of 1,241 granules of a 10M-call table for two partial hours
+        self.filters.append(f"(tenant_id, user_id) IN {{{name}:Array(Tuple(String, String))}}")
 
     def extra(self) -> str:
         return "".join(f" AND {f}" for f in self.filters)

@@ -19,6 +19,8 @@ USER_ROLLUP = "usage_by_user_hourly"
 USER_MODEL_ROLLUP = "usage_by_user_model_hourly"
 TENANT_ROLLUP = "usage_by_tenant_hourly"
 USER_DAILY_ROLLUP = "usage_by_user_daily"
+USER_MODEL_DAILY_ROLLUP = "usage_by_user_model_daily"
+TENANT_DAILY_ROLLUP = "usage_by_tenant_daily"
 MIGRATIONS_TABLE = "schema_migrations"
 DEDUP_WINDOW = 10_000
 
@@ -114,6 +116,21 @@ ROLLUP_KEYS = {
     USER_MODEL_ROLLUP: ("tenant_id", "user_id", "provider", "model"),
     TENANT_ROLLUP: ("tenant_id",),
 }
+"""The hourly rollups (keyed by hour, these and the tags)."""
+DAILY_KEYS = {
+    USER_DAILY_ROLLUP: ("tenant_id", "user_id"),
+    USER_MODEL_DAILY_ROLLUP: ("tenant_id", "user_id", "provider", "model"),
+    TENANT_DAILY_ROLLUP: ("tenant_id",),
+}
+"""The daily rollups (keyed by day and these, no tags)."""
+DAILY_OF = {
+    USER_ROLLUP: USER_DAILY_ROLLUP,
+    USER_MODEL_ROLLUP: USER_MODEL_DAILY_ROLLUP,
+    TENANT_ROLLUP: TENANT_DAILY_ROLLUP,
+}
+"""The daily rollup that serves the whole days of a window for each hourly rollup."""
+ROLLUP_TABLES = (*ROLLUP_KEYS, *DAILY_KEYS)
+"""Every table a materialized view fills from ``llm_calls``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,34 +179,47 @@ GROUP BY hour, {", ".join(keys)}, tags"""
     return create, view
 
 
-def _daily_rollup(db: str) -> tuple[str, ...]:
-    """Per (day, tenant, user) totals without tags: long windows read one row per user and day.
+def _daily_rollup(db: str, table: str = USER_DAILY_ROLLUP) -> tuple[str, ...]:
+    """Per-day totals without tags (create, materialized view, backfill): long windows read one row per
+    key and day.
 
     With many users an hourly rollup holds nearly one row per call; a 30-day ranking over the daily
-    rollup reads about 24 times fewer rows. Created by migration 2, which then backfills it from the raw
-    table. A row inserted by another process between the two statements would be counted twice, so on
-    a server shared by several writers apply it with the writers paused (an embedded store has one
-    writer, the process applying it).
+    rollup reads about 24 times fewer rows. Each is created by a migration that then backfills it from
+    the raw table. A row inserted by another process between the two statements would be counted twice,
+    so on a server shared by several writers apply it with the writers paused (an embedded store has
+    one writer, the process applying it).
+
+    ``usage_by_user_model_daily`` also keeps a projection ordered by tenant and user: one page of users,
+    or one user, is a few granules of it instead of every granule of the day-ordered table (the heaviest
+    users have rows in every granule of a day).
     """
-    table, view = USER_DAILY_ROLLUP, f"{USER_DAILY_ROLLUP}_mv"
+    keys = DAILY_KEYS[table]
+    key_cols = "".join(
+        f"    {k} {'LowCardinality(String)' if k in ('provider', 'model') else 'String'},\n" for k in keys
+    )
+    extra = "    users AggregateFunction(uniq, String),\n" if table == TENANT_DAILY_ROLLUP else ""
+    projection, settings = "", ""
+    if table == USER_MODEL_DAILY_ROLLUP:
+        projection = f",\n    PROJECTION by_user (SELECT * ORDER BY tenant_id, user_id, day, {', '.join(keys[2:])})"
+        # a projection on an AggregatingMergeTree must say how merges keep it (ClickHouse >= 24.8)
+        settings = "deduplicate_merge_projection_mode = 'rebuild', "
     create = f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
     day Date,
-    tenant_id String,
-    user_id String,
-{_METRICS.strip(chr(10))}
+{key_cols}{extra}{_METRICS.strip(chr(10))}{projection}
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (day, tenant_id, user_id)
-SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+ORDER BY (day, {", ".join(keys)})
+SETTINGS {settings}non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+    users = "    uniqStateIf(r.user_id, r.user_id != '') AS users,\n" if table == TENANT_DAILY_ROLLUP else ""
     select = f"""SELECT
     toDate(timestamp) AS day,
-    tenant_id,
-    user_id,
-{METRIC_SELECT.strip(chr(10))}
+    {", ".join(keys)},
+{users}{METRIC_SELECT.strip(chr(10))}
 FROM {db}.{RAW_TABLE} AS r"""
-    mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{view} TO {db}.{table} AS\n{select}\nGROUP BY day, tenant_id, user_id"
-    backfill = f"INSERT INTO {db}.{table}\n{select}\nGROUP BY day, tenant_id, user_id"
+    group = f"GROUP BY day, {', '.join(keys)}"
+    mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\n{select}\n{group}"
+    backfill = f"INSERT INTO {db}.{table}\n{select}\n{group}"
     return create, mv, backfill
 
 
@@ -201,6 +231,11 @@ def migrations(db: str) -> list[Migration]:
     return [
         Migration(1, "llm_calls with hourly user, user-model and tenant rollups", tuple(statements)),
         Migration(2, "daily per-user rollup for long windows", _daily_rollup(db)),
+        Migration(
+            3,
+            "daily per-user-model and per-tenant rollups",
+            _daily_rollup(db, USER_MODEL_DAILY_ROLLUP) + _daily_rollup(db, TENANT_DAILY_ROLLUP),
+        ),
     ]
 
 

@@ -196,8 +196,9 @@ def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
     assert "CREATE MATERIALIZED VIEW" in ddl
     chunks = ("\n".join(line for line in chunk.splitlines() if not line.startswith("--")) for chunk in ddl.split(";"))
     statements = [chunk.strip() for chunk in chunks if chunk.strip()]
-    # database, raw table, three hourly rollups and their views; migration 2: daily rollup, view, backfill
-    assert len(statements) == 11
+    # database, raw table, three hourly rollups and their views; migration 2: daily rollup, view, backfill;
+    # migration 3: two more daily rollups, each with its view and backfill
+    assert len(statements) == 17
     for statement in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows[0][0]
         assert formatted.split()[0] in ("CREATE", "INSERT")

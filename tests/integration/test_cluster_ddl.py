@@ -8,7 +8,7 @@ import pytest
 
 from spanledger import ConfigError, Store, StoreError
 from spanledger._cluster import SHARDING_KEY, cluster_ddl, cluster_statements
-from spanledger._schema import RAW_TABLE, ROLLUP_KEYS, USER_DAILY_ROLLUP, migrations
+from spanledger._schema import RAW_TABLE, ROLLUP_TABLES, migrations
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_every_statement_parses_with_clickhouses_parser(store: Store) -> None:
 
 def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
     statements = cluster_statements("ledger", "prod")
-    tables = [RAW_TABLE, *ROLLUP_KEYS, USER_DAILY_ROLLUP]
+    tables = [RAW_TABLE, *ROLLUP_TABLES]
     assert all(" ON CLUSTER `prod`" in s for s in statements[:-1])
     for table in tables:
         (local,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table}_local ")]
@@ -40,7 +40,7 @@ def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
         key = f", {SHARDING_KEY}" if table == RAW_TABLE else ""
         assert dist.endswith(f"ENGINE = Distributed('prod', ledger, {table}_local{key})")
     views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == len(ROLLUP_KEYS) + 1  # and the daily per-user rollup
+    assert len(views) == len(ROLLUP_TABLES)
     for view in views:
         assert "FROM ledger.llm_calls_local AS r" in view and re.search(r" TO ledger\.\w+_local AS", view)
     # the same columns and keys as the single-server schema, table for table
@@ -50,7 +50,15 @@ def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
         assert any(body in s for s in statements)
     assert statements[-1].startswith("INSERT INTO ledger.schema_migrations (version, name) VALUES (1, ")
     assert "(2, 'daily per-user rollup for long windows')" in statements[-1]
-    assert not any(s.startswith("INSERT INTO ledger.usage_by_user_daily") for s in statements)  # nothing to backfill
+    assert "(3, 'daily per-user-model and per-tenant rollups')" in statements[-1]
+    assert not any(s.startswith("INSERT INTO ledger.usage_by_") for s in statements)  # nothing to backfill
+    # the projection stays on the replicated table; a Distributed table keeps none (ClickHouse copies
+    # projections only to *MergeTree engines in CREATE … AS)
+    (model_local,) = [
+        s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS ledger.usage_by_user_model_daily_local")
+    ]
+    assert "PROJECTION by_user (SELECT * ORDER BY tenant_id, user_id, day, provider, model)" in model_local
+    assert "deduplicate_merge_projection_mode = 'rebuild'" in model_local
 
 
 def test_names_are_checked_and_the_script_is_printable() -> None:

@@ -19,6 +19,7 @@ from spanledger import CostExporter, Ledger, Store, StoreError, StoreUnavailable
 from spanledger._codec import to_columns
 from spanledger._normalize import Normalizer
 from spanledger._pricing import Pricer
+from spanledger._schema import ROLLUP_TABLES
 from tests.factories import llm_span
 from tests.support.ch_http import ClickHouseHTTPServer
 
@@ -86,7 +87,7 @@ def _integrity(dsn: str) -> tuple[int, int, Decimal, list[int], list[Decimal]]:
         f"SELECT count(), uniqExact(trace_id, span_id), sum(ifNull(cost, 0)) FROM {db}.llm_calls"
     ).result_rows[0]
     requests, costs = [], []
-    for table in ("usage_by_user_hourly", "usage_by_user_model_hourly", "usage_by_tenant_hourly"):
+    for table in ROLLUP_TABLES:
         row = store.query(f"SELECT sum(requests), sum(cost) FROM {db}.{table}").result_rows[0]
         requests.append(int(row[0] or 0))
         costs.append(Decimal(row[1] or 0))
@@ -111,17 +112,21 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
     assert [t[0] for t in tables] == [
         "llm_calls",
         "schema_migrations",
+        "usage_by_tenant_daily",
+        "usage_by_tenant_daily_mv",
         "usage_by_tenant_hourly",
         "usage_by_tenant_hourly_mv",
         "usage_by_user_daily",
         "usage_by_user_daily_mv",
         "usage_by_user_hourly",
         "usage_by_user_hourly_mv",
+        "usage_by_user_model_daily",
+        "usage_by_user_model_daily_mv",
         "usage_by_user_model_hourly",
         "usage_by_user_model_hourly_mv",
     ]
     migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
-    assert migrations == [(1,), (2,)]
+    assert migrations == [(1,), (2,), (3,)]
 
 
 def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
@@ -145,7 +150,7 @@ def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
     carol = http_ledger.user("carol").summary
     assert carol is not None and (carol.usage.cost, carol.usage.unpriced_requests) == (Decimal(0), 1)
     assert [(c["user_id"], c["tags"]) for c in http_ledger.user("alice").calls] == [("alice", {"plan": "pro"})] * 3
-    assert _integrity(http_store_dsn) == (6, 6, TOTAL_COST, [6, 6, 6], [TOTAL_COST] * 3)
+    assert _integrity(http_store_dsn) == (6, 6, TOTAL_COST, [6] * len(ROLLUP_TABLES), [TOTAL_COST] * len(ROLLUP_TABLES))
 
 
 EVIL = [
@@ -209,7 +214,13 @@ def test_a_reset_insert_retried_by_the_client_is_counted_once(
     inserts = [r for r in ch_server.requests if r.statement.startswith("INSERT INTO `") and "llm_calls" in r.statement]
     assert [r.fault for r in inserts] == ["reset", ""]
     assert all(r.params["insert_deduplication_token"] == "segment-x:0" for r in inserts)
-    assert _integrity(http_store_dsn) == (10, 10, MINI * 10, [10] * 3, [MINI * 10] * 3)
+    assert _integrity(http_store_dsn) == (
+        10,
+        10,
+        MINI * 10,
+        [10] * len(ROLLUP_TABLES),
+        [MINI * 10] * len(ROLLUP_TABLES),
+    )
 
 
 FAULTS: dict[str, Callable[[ClickHouseHTTPServer], None]] = {
@@ -259,7 +270,13 @@ def test_after_a_fault_every_call_is_counted_exactly_once(
         ch_server.heal()
         exporter.shutdown()
     cost = MINI * expected
-    assert _integrity(http_store_dsn) == (expected, expected, cost, [expected] * 3, [cost] * 3)
+    assert _integrity(http_store_dsn) == (
+        expected,
+        expected,
+        cost,
+        [expected] * len(ROLLUP_TABLES),
+        [cost] * len(ROLLUP_TABLES),
+    )
     assert _per_user(http_store_dsn) == {("acme", "alice"): cost}
     assert exporter.spool.size_bytes == 0
 

@@ -9,11 +9,11 @@ from spanledger import Ledger, Store
 from spanledger._codec import to_columns
 from spanledger._normalize import Normalizer
 from spanledger._pricing import Pricer
-from spanledger._schema import MIGRATIONS_TABLE, migrations
+from spanledger._schema import DAILY_KEYS, MIGRATIONS_TABLE, migrations
 from tests.factories import llm_span
 
 
-def test_migration_2_backfills_the_daily_rollup_from_calls_stored_under_version_1(store_dsn: str) -> None:
+def test_migrations_2_and_3_backfill_the_daily_rollups_from_calls_stored_under_version_1(store_dsn: str) -> None:
     old = Store(store_dsn, create=False)
     db = old.database
     old.command(f"CREATE DATABASE IF NOT EXISTS {db}")
@@ -36,14 +36,25 @@ def test_migration_2_backfills_the_daily_rollup_from_calls_stored_under_version_
         calls.append(call)
     old.insert_calls(to_columns(calls), dedup_token="v1-data")
 
-    upgraded = Store(store_dsn)  # applies migration 2 only
+    upgraded = Store(store_dsn)  # applies migrations 2 and 3
     versions = [
         r[0] for r in upgraded.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} ORDER BY version").result_rows
     ]
-    assert versions == [1, 2]
-    daily = upgraded.query(f"SELECT sum(requests), sum(cost) FROM {db}.usage_by_user_daily").result_rows[0]
-    assert (daily[0], daily[1]) == (50, Decimal("0.0001212") * 50)
+    assert versions == [1, 2, 3]
+    for table in DAILY_KEYS:
+        daily = upgraded.query(f"SELECT sum(requests), sum(cost), count() FROM {db}.{table}").result_rows[0]
+        assert (daily[0], daily[1]) == (50, Decimal("0.0001212") * 50), table
+    # one row per key and day: 3 days x 3 users (one model); 3 days x 1 tenant
+    counts = {
+        t: upgraded.query(f"SELECT count() FROM (SELECT * FROM {db}.{t} FINAL)").result_rows[0][0] for t in DAILY_KEYS
+    }
+    assert counts == {"usage_by_user_daily": 9, "usage_by_user_model_daily": 9, "usage_by_tenant_daily": 3}
     assert Store(store_dsn).ensure_schema() == []  # nothing left to apply, nothing applied twice
     rows = Ledger(upgraded).users().rows  # the whole history: whole days come from the daily rollup
     assert sorted((r.user_id, r.usage.requests) for r in rows) == [("u0", 17), ("u1", 17), ("u2", 16)]
     assert sum(r.usage.cost for r in rows) == Decimal("0.0001212") * 50
+    assert {(r.user_id, r.distinct_models, r.top_model) for r in rows} == {
+        (f"u{n}", 1, rows[0].top_model) for n in range(3)
+    }
+    (tenant,) = Ledger(upgraded).tenants().rows
+    assert (tenant.usage.requests, tenant.usage.cost, tenant.active_users) == (50, Decimal("0.0001212") * 50, 3)

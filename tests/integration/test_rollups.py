@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from spanledger import CostExporter, Ledger, Store, Usage
+from spanledger._schema import DAILY_KEYS, ROLLUP_TABLES
+from spanledger._schema import ROLLUP_KEYS as HOURLY_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +35,11 @@ BASE = datetime(2026, 6, 1, tzinfo=UTC)
 DAYS = 5
 CALLS = 3000
 BATCHES = 6
-ROLLUPS = ("usage_by_user_hourly", "usage_by_user_model_hourly", "usage_by_tenant_hourly")
+ROLLUPS = ROLLUP_TABLES
+# what one row of each rollup stands for, computed from the raw table
 ROLLUP_KEYS = {
-    "usage_by_user_hourly": "tenant_id, user_id",
-    "usage_by_user_model_hourly": "tenant_id, user_id, provider, model",
-    "usage_by_tenant_hourly": "tenant_id",
+    **{t: f"toStartOfHour(timestamp), {', '.join(k)}, mapSort(tags)" for t, k in HOURLY_KEYS.items()},
+    **{t: f"toDate(timestamp), {', '.join(k)}" for t, k in DAILY_KEYS.items()},
 }
 MODELS = [
     ("openai", "gpt-4o-mini"),
@@ -301,6 +303,25 @@ def check_tenants(data: Data, window: tuple[datetime | None, datetime | None], *
         assert row.active_users == ref[(tenant,)]["active_users"], (tenant, window)
 
 
+def check_totals(data: Data, window: tuple[datetime | None, datetime | None], **filters: Any) -> None:
+    t = data.ledger.totals(start=window[0], end=window[1], **filters)
+    ref = reference(data, window, ["tenant_id"], **filters)
+    rows = [expected_usage(r) for r in ref.values()]
+    assert t.tenants == len(ref), window
+    assert t.requests == sum(r[0] for r in rows), window
+    assert (t.errors, t.input_tokens, t.output_tokens, t.cache_read_tokens) == tuple(
+        sum(r[i] for r in rows) for i in (1, 2, 3, 4)
+    ), window
+    assert (t.cache_write_tokens, t.reasoning_tokens, t.total_tokens) == tuple(
+        sum(r[i] for r in rows) for i in (5, 6, 7)
+    ), window
+    assert t.cost == sum((r[8] for r in rows), Decimal(0)), window
+    assert (t.unpriced_requests, t.unpriced_tokens) == (sum(r[9] for r in rows), sum(r[10] for r in rows)), window
+    assert t.active_users == sum(int(r["active_users"]) for r in ref.values()), window
+    assert t.first_seen == min((r[13] for r in rows), default=None), window
+    assert t.last_seen == max((r[14] for r in rows), default=None), window
+
+
 def check_daily(
     data: Data, window: tuple[datetime | None, datetime | None], per: str | None = None, **filters: Any
 ) -> None:
@@ -377,6 +398,11 @@ def test_tenants_match_a_group_by_for_every_window(data: Data) -> None:
         check_tenants(data, window)
 
 
+def test_totals_match_a_group_by_for_every_window(data: Data) -> None:
+    for window in data.windows:
+        check_totals(data, window)
+
+
 def test_daily_matches_a_group_by_for_every_window(data: Data) -> None:
     for i, window in enumerate(data.windows):
         check_daily(data, window, per=(None, "user", "tenant")[i % 3])
@@ -406,11 +432,12 @@ def test_filters_match_a_group_by(data: Data, filters: dict[str, Any]) -> None:
     for window in data.windows[3::7]:
         check_tenants(data, window, tags=tags)
         check_daily(data, window, tags=tags, tenant_id=filters.get("tenant_id"))
+        if "search" not in filters:
+            check_totals(data, window, tags=tags, tenant_id=filters.get("tenant_id"))
 
 
 def distinct_keys(data: Data, table: str) -> int:
-    sql = f"""SELECT count() FROM (SELECT DISTINCT toStartOfHour(timestamp), {ROLLUP_KEYS[table]}, mapSort(tags)
-              FROM {data.db}.llm_calls)"""
+    sql = f"SELECT count() FROM (SELECT DISTINCT {ROLLUP_KEYS[table]} FROM {data.db}.llm_calls)"
     return int(data.store.query(sql).result_rows[0][0])
 
 

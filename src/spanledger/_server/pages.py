@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger, TenantRow
+from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger
 from . import params, views
 from .api import tenant_rows, user_id_from_path
 from .auth import SESSION_COOKIE, Authenticator, Principal, page_reader
@@ -137,8 +137,8 @@ def _tenant_choices(request: Request, principal: Principal, f: Filters) -> list[
     key = (f.window.key, f.window.from_date, f.window.to_date)
     hit = cache.get(key)
     if hit is None or hit[0] < time.monotonic():
-        page = ledger(request).tenants(limit=200, start=f.window.start, end=f.window.end)
-        hit = (time.monotonic() + _CHOICES_TTL, {r.tenant_id for r in page.rows})
+        names = ledger(request).tenant_ids(limit=200, start=f.window.start, end=f.window.end)
+        hit = (time.monotonic() + _CHOICES_TTL, set(names))
         cache[key] = hit
     return sorted((hit[1] | {f.tenant}) - {""})
 
@@ -150,25 +150,18 @@ def overview(request: Request, principal: Reader) -> Response:
     start, end = f.window.start, f.window.end
     tags = f.tags or None
     scope = principal.scope(f.tenant or None)
-    tenants: list[TenantRow] = []
-    number = 1
-    while True:
-        rows, total = tenant_rows(led, principal, limit=MAX_LIMIT, page=number, tags=tags, start=start, end=end)
-        tenants += [r for r in rows if scope is None or r.tenant_id == scope]
-        if principal.role != "admin" or number * MAX_LIMIT >= total:
-            break
-        number += 1
-    cost = sum((t.usage.cost for t in tenants), Decimal(0))
+    t = led.totals(tenant_id=scope, tags=tags, start=start, end=end)
     totals = {
-        "cost": cost,
-        "requests": sum(t.usage.requests for t in tenants),
-        "tokens": sum(t.usage.total_tokens for t in tenants),
-        "users": sum(t.active_users for t in tenants),
-        "tenants": len(tenants),
-        "unpriced": sum(t.usage.unpriced_requests for t in tenants),
-        "unpriced_tokens": sum(t.usage.unpriced_tokens for t in tenants),
-        "errors": sum(t.usage.errors for t in tenants),
+        "cost": t.cost,
+        "requests": t.requests,
+        "tokens": t.total_tokens,
+        "users": t.active_users,
+        "tenants": t.tenants,
+        "unpriced": t.unpriced_requests,
+        "unpriced_tokens": t.unpriced_tokens,
+        "errors": t.errors,
     }
+    top_tenants, _ = tenant_rows(led, principal, limit=10, tenant_id=scope, tags=tags, start=start, end=end)
     nobody = led.daily(user_id="", tenant_id=scope, tags=tags, start=start, end=end)  # 1 query; user("") takes 3
     unattributed = {"cost": sum((d.cost for d in nobody), Decimal(0)), "requests": sum(d.requests for d in nobody)}
     daily = led.daily(tenant_id=scope, tags=tags, start=start, end=end)
@@ -182,7 +175,7 @@ def overview(request: Request, principal: Reader) -> Response:
         totals=totals,
         unattributed=unattributed,
         top_users=top_users,
-        top_tenants=sorted(tenants, key=lambda t: (-t.usage.cost, t.tenant_id))[:10],
+        top_tenants=top_tenants,
         cost_chart=views.bar_chart(
             views.fill_days([(d.day, d.cost) for d in daily], start, end),
             money_values=True,
