@@ -31,7 +31,7 @@ SCRIPTS = (
     ("q2", "q2_host_overhead.py", True, 900),
     ("q3", "q3_exporter_throughput.py", True, 1200),
     ("q4", "q4_pricing.py", False, 900),
-    ("q5", "q5_q6_queries.py", True, 2400),
+    ("q5", "q5_q6_queries.py", True, 3600),
     ("q7", "q7_freshness.py", True, 600),
     ("q8", "q8_memory.py", True, 900),
     ("q9", "q9_storage.py", True, 900),

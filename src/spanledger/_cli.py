@@ -308,7 +308,7 @@ def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Wi
     console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
     lines = [
         f"[green bold]{money(u.cost)}[/] over {count(u.requests)} requests "
-        f"({count(u.errors)} errors, {count(u.traces)} traces)",
+        f"({count(u.errors)} errors" + (f", {count(u.traces)} traces)" if u.traces is not None else ")"),
         f"{count(u.total_tokens)} tokens: {count(u.input_tokens)} input ({count(u.cache_read_tokens)} cached), "
         f"{count(u.output_tokens)} output ({count(u.reasoning_tokens)} reasoning)",
         f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {u.avg_latency_ms:,.1f} ms",

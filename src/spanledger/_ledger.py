@@ -61,8 +61,9 @@ class Usage:
     unpriced_requests: int
     unpriced_tokens: int
     avg_latency_ms: float
-    traces: int
-    """Distinct traces (ClickHouse ``uniq``: exact for small counts, within ~1 % beyond)."""
+    traces: int | None
+    """Distinct traces (ClickHouse ``uniq``: exact for small counts, within ~1 % beyond); ``None`` when
+    the query was asked not to count them (``traces=False``, the dashboard's tables)."""
     first_seen: datetime | None
     last_seen: datetime | None
 
@@ -182,7 +183,7 @@ def _usage(row: Mapping[str, Any]) -> Usage:
         unpriced_requests=int(row["unpriced_requests"]),
         unpriced_tokens=int(row["unpriced_tokens"]),
         avg_latency_ms=(int(row["latency_us"]) / requests / 1000) if requests else 0.0,
-        traces=int(row["traces"]),
+        traces=None if row["traces"] is None else int(row["traces"]),
         first_seen=_utc(row["first_seen"]),
         last_seen=_utc(row["last_seen"]),
     )
@@ -215,8 +216,13 @@ class Ledger:
         end: TimeBound = None,
         tenant_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        traces: bool = True,
     ) -> Page:
-        """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users."""
+        """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users.
+
+        ``traces=False`` leaves distinct traces uncounted (``usage.traces`` is ``None``): merging the trace
+        states of the heaviest users is the largest part of a page's cost.
+        """
         self._order(sort_by, sort_dir)  # validates both
         page, limit = self._paging(page, limit)
         # A tag filter reads the raw table: the tags-keyed hourly rollups hold nearly one row per call
@@ -245,7 +251,7 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         ranked = self._rows(rank_sql, q.params)
         total = int(ranked[0]["total_rows"]) if ranked else self._count_users(q)
         pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
-        page_rows = self._page(q.window, pairs, tags)
+        page_rows = self._page(q.window, pairs, tags, traces=traces)
         out = []
         for pair in pairs:
             r = page_rows[pair]
@@ -253,7 +259,7 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         return Page(rows=out, total=total, page=page, limit=limit)
 
     def _page(
-        self, w: Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None
+        self, w: Window, pairs: list[tuple[str, str]], tags: Mapping[str, str] | None, *, traces: bool
     ) -> dict[tuple[str, str], dict[str, Any]]:
         """Every metric (distinct traces included), distinct models and top model by cost of the given
         (tenant, user) pairs, from the per-user-model tiers (whose daily tier has a projection by user)."""
@@ -264,13 +270,17 @@ LIMIT {limit} OFFSET {(page - 1) * limit}"""
         q.where_tags(tags)
         keys = ["tenant_id", "user_id", "provider", "model"]
         union = q.union(
-            USER_MODEL_ROLLUP, keys, rollup_inner(traces=True), raw_inner(traces=True), daily=USER_MODEL_DAILY_ROLLUP
+            USER_MODEL_ROLLUP,
+            keys,
+            rollup_inner(traces=traces),
+            raw_inner(traces=traces),
+            daily=USER_MODEL_DAILY_ROLLUP,
         )
         sql = f"""
-SELECT tenant_id, user_id, {outer(traces=True)}, count() AS models,
+SELECT tenant_id, user_id, {outer(traces=traces)}, count() AS models,
        argMax(model, (model_cost, model_requests, model)) AS top_model
 FROM (SELECT *, cost AS model_cost, requests AS model_requests
-      FROM (SELECT tenant_id, user_id, model, {rollup_inner(traces=True)}
+      FROM (SELECT tenant_id, user_id, model, {rollup_inner(traces=traces)}
             FROM ({union}) GROUP BY tenant_id, user_id, model))
 GROUP BY tenant_id, user_id"""
         return {(r["tenant_id"], r["user_id"]): r for r in self._rows(sql, q.params)}
@@ -296,7 +306,10 @@ GROUP BY tenant_id, user_id"""
         calls: int = 50,
     ) -> UserDetail:
         """One user's totals, per-model breakdown, daily cost and most recent calls (``""`` = unattributed)."""
-        q = Query(self.store.database, window(start, end))
+        # One user's rows are a narrow range of the raw table's primary key in each day: reading them
+        # directly beats the rollups for one user (10M calls, 30 days: 0.29 s vs 0.38 s for the heaviest
+        # user with 217k calls, 0.16 s vs 0.22 s for one with 19).
+        q = Query(self.store.database, window(start, end, rollups=False))
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
         union = q.union(
@@ -360,8 +373,10 @@ LIMIT {limit}"""
         end: TimeBound = None,
         tags: Mapping[str, str] | None = None,
         tenant_id: str | None = None,
+        traces: bool = True,
     ) -> Page:
-        """A page of tenants with their totals and active users (``tenant_id``: that tenant only)."""
+        """A page of tenants with their totals and active users (``tenant_id``: that tenant only);
+        ``traces=False`` as in :meth:`users`."""
         self._order(sort_by, sort_dir)  # validates both
         page, limit = self._paging(page, limit)
         q = Query(self.store.database, window(start, end))
@@ -380,10 +395,10 @@ LIMIT {limit}"""
         pq = Query(self.store.database, q.window)
         pq.filters.append(f"tenant_id IN {{{pq.bind(names)}:Array(String)}}")
         pq.where_tags(tags)
-        inner_rollup = rollup_inner(traces=True) + ", uniqMergeState(users) AS users"
-        inner_raw = raw_inner(traces=True) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        inner_rollup = rollup_inner(traces=traces) + ", uniqMergeState(users) AS users"
+        inner_raw = raw_inner(traces=traces) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
         page_sql = f"""
-SELECT tenant_id, {outer(traces=True)}, uniqMerge(users) AS active_users
+SELECT tenant_id, {outer(traces=traces)}, uniqMerge(users) AS active_users
 FROM ({pq.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
 GROUP BY tenant_id"""
         by_name = {r["tenant_id"]: r for r in self._rows(page_sql, pq.params)}

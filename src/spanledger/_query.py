@@ -51,10 +51,10 @@ def raw_inner(*, traces: bool) -> str:
 
 
 def outer(*, traces: bool) -> str:
-    """The final aggregation over the union of tiers (``traces`` is 0 when not asked for)."""
+    """The final aggregation over the union of tiers (``traces`` is NULL when not asked for)."""
     parts = [f"sum({m}) AS {m}" for m in SUMS]
     parts += ["input_tokens + output_tokens AS total_tokens", "min(first_seen) AS first_seen"]
-    parts += ["max(last_seen) AS last_seen", "uniqMerge(traces) AS traces" if traces else "toUInt64(0) AS traces"]
+    parts += ["max(last_seen) AS last_seen", "uniqMerge(traces) AS traces" if traces else "NULL AS traces"]
     return ", ".join(parts)
 
 

@@ -6,6 +6,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -246,6 +247,19 @@ def test_totals_add_up_every_tenant(ledger: Ledger) -> None:
     assert ledger.totals(tags={"plan": "pro"}).cost == Decimal("0.105") + MINI
     nothing = ledger.totals(start="2030-01-01")
     assert (nothing.requests, nothing.cost, nothing.tenants, nothing.first_seen) == (0, 0, 0, None)
+
+
+def test_traces_false_leaves_only_the_trace_count_out(ledger: Ledger) -> None:
+    full, light = ledger.users(limit=100), ledger.users(limit=100, traces=False)
+    assert [r.usage.traces for r in full.rows] == [r.usage.traces for r in full.rows if r.usage.traces is not None]
+    assert sum(r.usage.traces or 0 for r in full.rows) == 69  # one trace per call in this dataset
+    assert all(r.usage.traces is None for r in light.rows)
+    assert [replace(r, usage=replace(r.usage, traces=None)) for r in full.rows] == light.rows
+    tenants = ledger.tenants(traces=False).rows
+    assert all(t.usage.traces is None for t in tenants)
+    assert [(t.tenant_id, t.usage.cost, t.active_users) for t in tenants] == [
+        (t.tenant_id, t.usage.cost, t.active_users) for t in ledger.tenants().rows
+    ]
 
 
 def test_tenant_ids_are_the_ranking_alone(ledger: Ledger) -> None:

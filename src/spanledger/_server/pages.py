@@ -161,11 +161,13 @@ def overview(request: Request, principal: Reader) -> Response:
         "unpriced_tokens": t.unpriced_tokens,
         "errors": t.errors,
     }
-    top_tenants, _ = tenant_rows(led, principal, limit=10, tenant_id=scope, tags=tags, start=start, end=end)
+    top_tenants, _ = tenant_rows(
+        led, principal, limit=10, tenant_id=scope, tags=tags, start=start, end=end, traces=False
+    )
     nobody = led.daily(user_id="", tenant_id=scope, tags=tags, start=start, end=end)  # 1 query; user("") takes 3
     unattributed = {"cost": sum((d.cost for d in nobody), Decimal(0)), "requests": sum(d.requests for d in nobody)}
     daily = led.daily(tenant_id=scope, tags=tags, start=start, end=end)
-    top_users = led.users(limit=10, tenant_id=scope, tags=tags, start=start, end=end).rows
+    top_users = led.users(limit=10, tenant_id=scope, tags=tags, start=start, end=end, traces=False).rows
     return render(
         request,
         "overview.html",
@@ -203,6 +205,7 @@ def users(request: Request, principal: Reader) -> Response:
         end=f.window.end,
         tenant_id=f.tenant or None,
         tags=f.tags or None,
+        traces=False,  # the table does not show them; counting them is most of a page's cost
     )
     pages = max(1, -(-result.total // f.limit))
     page_cost = sum((r.usage.cost for r in result.rows), Decimal(0))

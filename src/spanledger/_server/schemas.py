@@ -24,7 +24,7 @@ class UsageOut(BaseModel):
     unpriced_requests: int = Field(description="Calls whose model has no known price: not free, not in `cost`.")
     unpriced_tokens: int
     avg_latency_ms: float
-    traces: int
+    traces: int | None = Field(description="Distinct traces (ClickHouse `uniq`); null only when not counted.")
     first_seen: datetime | None
     last_seen: datetime | None
 
