@@ -182,7 +182,8 @@ class UserAttributionProcessor(SpanProcessor):
             values = {**(values or {}), **cast(Mapping[str, str], local)}
         attributes: dict[str, str] = {}
         explicit = cast(frozenset[str], ctx.get(_EXPLICIT_TAGS_KEY) or _NO_KEYS)
-        # attribute_to in this process wins, whatever the configured key lists
+        # attribute_to in this process wins, whatever the configured key lists. The user and tenant
+        # look-ups are written out rather than shared through a helper: a call per span costs more here.
         user = values.get("userId") if "userId" in explicit else None
         if not user:
             for key in self._user_keys:

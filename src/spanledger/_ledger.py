@@ -99,28 +99,15 @@ class TenantRow:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Everything in a window summed (``Ledger.totals``). Distinct traces are left out: counting them
-    across every tenant means merging every trace state, ten times the cost of all the sums together."""
+    """Everything in a window summed (``Ledger.totals``)."""
 
-    requests: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    total_tokens: int
-    cost: Decimal
-    """Exact USD of the priced calls."""
-    unpriced_requests: int
-    unpriced_tokens: int
-    avg_latency_ms: float
+    usage: Usage
+    """Distinct traces are left out (``usage.traces`` is ``None``): counting them across every tenant
+    means merging every trace state, ten times the cost of all the sums together."""
     active_users: int
     """Distinct attributed users per tenant, added up over tenants (``uniq``)."""
     tenants: int
     """Tenants with calls in the window, the calls without a tenant counted as one."""
-    first_seen: datetime | None
-    last_seen: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,25 +439,12 @@ SELECT {sums}, min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen, c
 FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
       FROM ({union}) GROUP BY tenant_id) AS t"""
         r = self._rows(sql, q.params)[0]
-        requests = int(r["requests"])
-        return Totals(
-            requests=requests,
-            errors=int(r["errors"]),
-            input_tokens=int(r["input_tokens"]),
-            output_tokens=int(r["output_tokens"]),
-            cache_read_tokens=int(r["cache_read_tokens"]),
-            cache_write_tokens=int(r["cache_write_tokens"]),
-            reasoning_tokens=int(r["reasoning_tokens"]),
-            total_tokens=int(r["input_tokens"]) + int(r["output_tokens"]),
-            cost=Decimal(r["cost"]),
-            unpriced_requests=int(r["unpriced_requests"]),
-            unpriced_tokens=int(r["unpriced_tokens"]),
-            avg_latency_ms=(int(r["latency_us"]) / requests / 1000) if requests else 0.0,
-            active_users=int(r["active_users"]),
-            tenants=int(r["tenants"]) if requests else 0,
-            first_seen=_utc(r["first_seen"]) if requests else None,
-            last_seen=_utc(r["last_seen"]) if requests else None,
-        )
+        empty = int(r["requests"]) == 0
+        r["traces"] = None
+        r["total_tokens"] = int(r["input_tokens"]) + int(r["output_tokens"])
+        if empty:  # min/max over no rows is the epoch, not "never"
+            r["first_seen"] = r["last_seen"] = None
+        return Totals(_usage(r), active_users=int(r["active_users"]), tenants=0 if empty else int(r["tenants"]))
 
     def daily(
         self,

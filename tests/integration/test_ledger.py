@@ -231,22 +231,23 @@ def test_tenants_sorted_and_counted(ledger: Ledger) -> None:
 
 def test_totals_add_up_every_tenant(ledger: Ledger) -> None:
     t = ledger.totals()
+    u = t.usage
     tenants = ledger.tenants(limit=100).rows
     al_x = ledger.user("al_x").summary
     assert al_x is not None and al_x.usage.cost == Decimal("0.00025")  # gpt-4o: 100 input tokens at $2.50/M
-    assert (
-        t.cost == sum((r.usage.cost for r in tenants), Decimal(0)) == Decimal("0.105") + Decimal("0.00025") + MINI * 65
-    )
-    assert (t.requests, t.errors, t.tenants) == (69, 1, 3)
+    expected = Decimal("0.105") + Decimal("0.00025") + MINI * 65
+    assert u.cost == sum((r.usage.cost for r in tenants), Decimal(0)) == expected
+    assert (u.requests, u.errors, u.traces, t.tenants) == (69, 1, None, 3)
     assert t.active_users == sum(r.active_users for r in tenants) == 5  # alice, bob, Carol, dave, al_x
-    assert (t.unpriced_requests, t.unpriced_tokens) == (1, 501_000)
-    assert t.total_tokens == sum(r.usage.total_tokens for r in tenants)
-    assert (t.first_seen, t.last_seen) == (DAY1, DAY3 + timedelta(hours=23, minutes=30))
+    assert (u.unpriced_requests, u.unpriced_tokens) == (1, 501_000)
+    assert u.total_tokens == sum(r.usage.total_tokens for r in tenants)
+    assert (u.first_seen, u.last_seen) == (DAY1, DAY3 + timedelta(hours=23, minutes=30))
     only = ledger.totals(tenant_id="globex", start=DAY1, end=DAY3)  # Carol's call only: dave's are on day 3
-    assert (only.requests, only.cost, only.unpriced_requests, only.active_users, only.tenants) == (1, 0, 1, 1, 1)
-    assert ledger.totals(tags={"plan": "pro"}).cost == Decimal("0.105") + MINI
+    assert (only.usage.requests, only.usage.cost, only.usage.unpriced_requests) == (1, 0, 1)
+    assert (only.active_users, only.tenants) == (1, 1)
+    assert ledger.totals(tags={"plan": "pro"}).usage.cost == Decimal("0.105") + MINI
     nothing = ledger.totals(start="2030-01-01")
-    assert (nothing.requests, nothing.cost, nothing.tenants, nothing.first_seen) == (0, 0, 0, None)
+    assert (nothing.usage.requests, nothing.usage.cost, nothing.tenants, nothing.usage.first_seen) == (0, 0, 0, None)
 
 
 def test_traces_false_leaves_only_the_trace_count_out(ledger: Ledger) -> None:
