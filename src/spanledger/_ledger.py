@@ -34,13 +34,13 @@ UNATTRIBUTED_LABEL = "(unattributed)"
 SortBy = Literal["cost", "requests", "tokens", "last_seen"]
 _SORT_COLUMNS = {"cost": "cost", "requests": "requests", "tokens": "total_tokens", "last_seen": "last_seen"}
 MAX_LIMIT = 1000
-# sort key -> (per-tier expression on a rollup, on the raw table, outer aggregate); the outer
-# aggregate's result orders users exactly as the full metric of the same name would
+# sort key -> (per-row expression on a rollup, on the raw table, the aggregate over both): ranks users
+# exactly as the full metric of the same name would (rows of the tiers are aggregated once, ungrouped)
 _RANK_KEYS = {
-    "cost": ("sum(cost)", ZERO_COST, "sum"),
-    "requests": ("sum(requests)", "count()", "sum"),
-    "tokens": ("sum(input_tokens + output_tokens)", "sum(r.input_tokens + r.output_tokens)", "sum"),
-    "last_seen": ("max(last_seen)", "max(r.timestamp)", "max"),
+    "cost": ("cost", "ifNull(r.cost, toDecimal64(0, 12))", "sum"),
+    "requests": ("requests", "toUInt64(1)", "sum"),
+    "tokens": ("input_tokens + output_tokens", "r.input_tokens + r.output_tokens", "sum"),
+    "last_seen": ("last_seen", "r.timestamp", "max"),
 }
 
 
@@ -227,6 +227,7 @@ class Ledger:
             f"{rollup_key} AS k",
             f"{raw_key} AS k",
             daily=USER_DAILY_ROLLUP,
+            grouped=False,
         )
         direction = sort_dir.upper()
         rank_sql = f"""
@@ -405,7 +406,12 @@ GROUP BY tenant_id"""
     def _rank_tenants(self, q: Query, sort_by: str, sort_dir: str, limit: int, offset: int) -> list[dict[str, Any]]:
         rollup_key, raw_key, outer_key = _RANK_KEYS[sort_by]
         union = q.union(
-            TENANT_ROLLUP, ["tenant_id"], f"{rollup_key} AS k", f"{raw_key} AS k", daily=TENANT_DAILY_ROLLUP
+            TENANT_ROLLUP,
+            ["tenant_id"],
+            f"{rollup_key} AS k",
+            f"{raw_key} AS k",
+            daily=TENANT_DAILY_ROLLUP,
+            grouped=False,
         )
         sql = f"""
 SELECT tenant_id, count() OVER () AS total_rows
