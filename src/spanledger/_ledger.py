@@ -24,6 +24,7 @@ from ._schema import (
     USER_MODEL_DAILY_ROLLUP,
     USER_MODEL_ROLLUP,
     USER_ROLLUP,
+    USERS_STATE,
 )
 from ._store import Store
 from ._timewindow import TimeBound
@@ -32,7 +33,6 @@ UNATTRIBUTED_LABEL = "(unattributed)"
 """How a call with no user is shown; it is stored with ``user_id = ''``."""
 
 SortBy = Literal["cost", "requests", "tokens", "last_seen"]
-_SORT_COLUMNS = {"cost": "cost", "requests": "requests", "tokens": "total_tokens", "last_seen": "last_seen"}
 MAX_LIMIT = 1000
 # sort key -> (per-row expression on a rollup, on the raw table, the aggregate over both): ranks users
 # exactly as the full metric of the same name would (rows of the tiers are aggregated once, ungrouped)
@@ -147,6 +147,14 @@ class UserDetail:
     """The most recent calls, newest first, each the full stored record."""
 
 
+def _tenant_inner(*, traces: bool) -> tuple[str, str]:
+    """Per-tier metrics of the per-tenant rollups and of the raw table, distinct users included."""
+    return (
+        rollup_inner(traces=traces) + ", uniqMergeState(users) AS users",
+        raw_inner(traces=traces) + f", {USERS_STATE} AS users",
+    )
+
+
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -210,7 +218,7 @@ class Ledger:
         ``traces=False`` leaves distinct traces uncounted (``usage.traces`` is ``None``): merging the trace
         states of the heaviest users is the largest part of a page's cost.
         """
-        self._order(sort_by, sort_dir)  # validates both
+        self._check_sort(sort_by, sort_dir)
         page, limit = self._paging(page, limit)
         # A tag filter reads the raw table: the tags-keyed hourly rollups hold nearly one row per call
         # at high user counts and measured 4x slower than the raw table for it (bench Q5, 10M calls).
@@ -220,24 +228,8 @@ class Ledger:
         q.where_tags(tags)
         # Two steps: rank every matching user by the sort key alone (one metric per user is what the
         # GROUP BY over ~all users costs), then compute every metric for the page's users only.
-        rollup_key, raw_key, outer_key = _RANK_KEYS[sort_by]
-        union = q.union(
-            USER_ROLLUP,
-            ["tenant_id", "user_id"],
-            f"{rollup_key} AS k",
-            f"{raw_key} AS k",
-            daily=USER_DAILY_ROLLUP,
-            grouped=False,
-        )
-        direction = sort_dir.upper()
-        rank_sql = f"""
-SELECT tenant_id, user_id, count() OVER () AS total_rows
-FROM ({union})
-GROUP BY tenant_id, user_id
-ORDER BY {outer_key}(k) {direction}, tenant_id ASC, user_id ASC
-LIMIT {limit} OFFSET {(page - 1) * limit}"""
-        ranked = self._rows(rank_sql, q.params)
-        total = int(ranked[0]["total_rows"]) if ranked else self._count_users(q)
+        keys = ["tenant_id", "user_id"]
+        ranked, total = self._rank(q, USER_ROLLUP, keys, sort_by, sort_dir, limit, (page - 1) * limit)
         pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
         page_rows = self._page(q.window, pairs, tags, traces=traces)
         out = []
@@ -272,17 +264,6 @@ FROM (SELECT *, cost AS model_cost, requests AS model_requests
             FROM ({union}) GROUP BY tenant_id, user_id, model))
 GROUP BY tenant_id, user_id"""
         return {(r["tenant_id"], r["user_id"]): r for r in self._rows(sql, q.params)}
-
-    def _count_users(self, q: Query) -> int:
-        union = q.union(
-            USER_ROLLUP,
-            ["tenant_id", "user_id"],
-            "sum(requests) AS requests",
-            "count() AS requests",
-            daily=USER_DAILY_ROLLUP,
-        )
-        sql = f"SELECT count() AS n FROM (SELECT tenant_id, user_id FROM ({union}) GROUP BY tenant_id, user_id)"
-        return int(self._rows(sql, q.params)[0]["n"])
 
     def user(
         self,
@@ -365,7 +346,7 @@ LIMIT {limit}"""
     ) -> Page:
         """A page of tenants with their totals and active users (``tenant_id``: that tenant only);
         ``traces=False`` as in :meth:`users`."""
-        self._order(sort_by, sort_dir)  # validates both
+        self._check_sort(sort_by, sort_dir)
         page, limit = self._paging(page, limit)
         q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
@@ -373,18 +354,14 @@ LIMIT {limit}"""
         q.where_tags(tags)
         # Rank by the sort key alone, then count distinct traces and users for the page's tenants only:
         # the uniq states of a heavy tenant's traces cost ten times more to merge than every sum.
-        ranked = self._rank_tenants(q, sort_by, sort_dir, limit, (page - 1) * limit)
-        total = int(ranked[0]["total_rows"]) if ranked else 0
-        if not ranked and page > 1:
-            total = self.tenants(search=search, start=start, end=end, tags=tags, tenant_id=tenant_id, limit=1).total
+        ranked, total = self._rank(q, TENANT_ROLLUP, ["tenant_id"], sort_by, sort_dir, limit, (page - 1) * limit)
         if not ranked:
             return Page(rows=[], total=total, page=page, limit=limit)
         names = [r["tenant_id"] for r in ranked]
         pq = Query(self.store.database, q.window)
-        pq.filters.append(f"tenant_id IN {{{pq.bind(names)}:Array(String)}}")
+        pq.where_in("tenant_id", names)
         pq.where_tags(tags)
-        inner_rollup = rollup_inner(traces=traces) + ", uniqMergeState(users) AS users"
-        inner_raw = raw_inner(traces=traces) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        inner_rollup, inner_raw = _tenant_inner(traces=traces)
         page_sql = f"""
 SELECT tenant_id, {outer(traces=traces)}, uniqMerge(users) AS active_users
 FROM ({pq.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
@@ -398,28 +375,34 @@ GROUP BY tenant_id"""
     ) -> list[str]:
         """The ids of the top ``limit`` tenants in the window (descending ``sort_by``): the ranking alone,
         for menus and pickers, without the per-tenant totals."""
-        self._order(sort_by, "desc")
+        self._check_sort(sort_by, "desc")
         _page, limit = self._paging(1, limit)
         q = Query(self.store.database, window(start, end))
-        return [r["tenant_id"] for r in self._rank_tenants(q, sort_by, "desc", limit, 0)]
+        return [r["tenant_id"] for r in self._rank(q, TENANT_ROLLUP, ["tenant_id"], sort_by, "desc", limit, 0)[0]]
 
-    def _rank_tenants(self, q: Query, sort_by: str, sort_dir: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    def _rank(
+        self, q: Query, hourly: str, keys: list[str], sort_by: str, sort_dir: str, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``keys`` ranked by the sort key alone, and how many there are in all."""
         rollup_key, raw_key, outer_key = _RANK_KEYS[sort_by]
-        union = q.union(
-            TENANT_ROLLUP,
-            ["tenant_id"],
-            f"{rollup_key} AS k",
-            f"{raw_key} AS k",
-            daily=TENANT_DAILY_ROLLUP,
-            grouped=False,
-        )
-        sql = f"""
-SELECT tenant_id, count() OVER () AS total_rows
+        union = q.union(hourly, keys, f"{rollup_key} AS k", f"{raw_key} AS k", daily=DAILY_OF[hourly], grouped=False)
+        group = ", ".join(keys)
+        order = f"{outer_key}(k) {sort_dir.upper()}, " + ", ".join(f"{k} ASC" for k in keys)
+
+        def rank(limit: int, offset: int) -> list[dict[str, Any]]:
+            sql = f"""
+SELECT {group}, count() OVER () AS total_rows
 FROM ({union})
-GROUP BY tenant_id
-ORDER BY {outer_key}(k) {sort_dir.upper()}, tenant_id ASC
+GROUP BY {group}
+ORDER BY {order}
 LIMIT {limit} OFFSET {offset}"""
-        return self._rows(sql, q.params)
+            return self._rows(sql, q.params)
+
+        rows = rank(limit, offset)
+        if not rows and offset > 0:  # past the last page: the count still comes from the first row
+            first = rank(1, 0)
+            return rows, int(first[0]["total_rows"]) if first else 0
+        return rows, int(rows[0]["total_rows"]) if rows else 0
 
     def totals(
         self,
@@ -436,8 +419,7 @@ LIMIT {limit} OFFSET {offset}"""
         q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_tags(tags)
-        inner_rollup = rollup_inner(traces=False) + ", uniqMergeState(users) AS users"
-        inner_raw = raw_inner(traces=False) + ", uniqStateIf(r.user_id, r.user_id != '') AS users"
+        inner_rollup, inner_raw = _tenant_inner(traces=False)
         union = q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)
         sums = ", ".join(f"sum(t.{m}) AS {m}" for m in (*SUMS, "active_users"))
         sql = f"""
@@ -478,7 +460,7 @@ FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
         keys = ["day"] + ([key] if key else [])
         if users_state:
             inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, uniqMergeState(users) AS users"
-            inner_raw = f"{ZERO_COST} AS cost, count() AS requests, uniqStateIf(r.user_id, r.user_id != '') AS users"
+            inner_raw = f"{ZERO_COST} AS cost, count() AS requests, {USERS_STATE} AS users"
             users = "uniqMerge(users)"
         else:
             inner_rollup = "sum(cost) AS cost, sum(requests) AS requests, groupUniqArray(user_id) AS users"
@@ -502,12 +484,11 @@ ORDER BY {", ".join(keys)}"""
         ]
 
     @staticmethod
-    def _order(sort_by: str, sort_dir: str) -> str:
-        if sort_by not in _SORT_COLUMNS:
-            raise ConfigError(f"bad sort {sort_by!r}: use one of {', '.join(_SORT_COLUMNS)}")
+    def _check_sort(sort_by: str, sort_dir: str) -> None:
+        if sort_by not in _RANK_KEYS:
+            raise ConfigError(f"bad sort {sort_by!r}: use one of {', '.join(_RANK_KEYS)}")
         if sort_dir not in ("asc", "desc"):
             raise ConfigError(f"bad sort direction {sort_dir!r}: use asc or desc")
-        return f"{_SORT_COLUMNS[sort_by]} {sort_dir.upper()}"
 
     @staticmethod
     def _paging(page: int, limit: int) -> tuple[int, int]:

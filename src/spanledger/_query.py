@@ -141,6 +141,9 @@ class Query:
         if search:
             self.filters.append(f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0")
 
+    def where_in(self, column: str, values: list[str]) -> None:
+        self.filters.append(f"{column} IN {{{self.bind(values)}:Array(String)}}")
+
     def where_pairs(self, pairs: list[tuple[str, str]]) -> None:
         name = self.bind(pairs)
         # a bound array, not a subquery: with ``IN (SELECT …)`` the primary key analysis dropped the

@@ -110,6 +110,8 @@ RAW_METRICS: dict[str, str] = {
 column names, never shadow a column). The materialized views and the ledger's exact-window queries
 both use these, so a rollup and the raw table always agree."""
 METRIC_SELECT = "\n" + ",\n".join(f"    {expr} AS {name}" for name, expr in RAW_METRICS.items())
+USERS_STATE = "uniqStateIf(r.user_id, r.user_id != '')"
+"""Distinct attributed users, as the per-tenant rollups keep them: for their views and the ledger."""
 
 ROLLUP_KEYS = {
     USER_ROLLUP: ("tenant_id", "user_id"),
@@ -152,12 +154,21 @@ ORDER BY (toDate(timestamp), tenant_id, user_id, timestamp)
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
 
 
+def _key_columns(keys: tuple[str, ...]) -> str:
+    """A rollup's key columns, one DDL line each."""
+    return "".join(f"    {k} {'LowCardinality(String)' if k in ('provider', 'model') else 'String'},\n" for k in keys)
+
+
+def _users(keys: tuple[str, ...]) -> tuple[str, str]:
+    """The distinct-users column and its view expression, which only the per-tenant rollups keep."""
+    if keys != ("tenant_id",):
+        return "", ""
+    return "    users AggregateFunction(uniq, String),\n", f"    {USERS_STATE} AS users,\n"
+
+
 def _rollup(db: str, table: str) -> tuple[str, str]:
     keys = ROLLUP_KEYS[table]
-    extra = "    users AggregateFunction(uniq, String),\n" if table == TENANT_ROLLUP else ""
-    key_cols = "".join(
-        f"    {k} {'LowCardinality(String)' if k in ('provider', 'model') else 'String'},\n" for k in keys
-    )
+    key_cols, (extra, users) = _key_columns(keys), _users(keys)
     create = f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
     hour DateTime('UTC'),
 {key_cols}    tags Map(LowCardinality(String), String),
@@ -167,7 +178,6 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, {", ".join(keys)}, tags)
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
-    users = "    uniqStateIf(r.user_id, r.user_id != '') AS users,\n" if table == TENANT_ROLLUP else ""
     view = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS
 SELECT
     toStartOfHour(timestamp) AS hour,
@@ -194,10 +204,7 @@ def _daily_rollup(db: str, table: str = USER_DAILY_ROLLUP) -> tuple[str, ...]:
     users have rows in every granule of a day).
     """
     keys = DAILY_KEYS[table]
-    key_cols = "".join(
-        f"    {k} {'LowCardinality(String)' if k in ('provider', 'model') else 'String'},\n" for k in keys
-    )
-    extra = "    users AggregateFunction(uniq, String),\n" if table == TENANT_DAILY_ROLLUP else ""
+    key_cols, (extra, users) = _key_columns(keys), _users(keys)
     projection, settings = "", ""
     if table == USER_MODEL_DAILY_ROLLUP:
         projection = f",\n    PROJECTION by_user (SELECT * ORDER BY tenant_id, user_id, day, {', '.join(keys[2:])})"
@@ -211,7 +218,6 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, {", ".join(keys)})
 SETTINGS {settings}non_replicated_deduplication_window = {DEDUP_WINDOW}"""
-    users = "    uniqStateIf(r.user_id, r.user_id != '') AS users,\n" if table == TENANT_DAILY_ROLLUP else ""
     select = f"""SELECT
     toDate(timestamp) AS day,
     {", ".join(keys)},
