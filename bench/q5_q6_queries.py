@@ -179,19 +179,13 @@ def time_ms(fn: Any) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-_CLIENT: Any = None
-
-
 def app_client(store: Store) -> Any:
     """The real ``spanledger serve`` app on the benchmark store, called in-process (no socket)."""
-    global _CLIENT
-    if _CLIENT is None:
-        from starlette.testclient import TestClient
+    from starlette.testclient import TestClient
 
-        from spanledger._server import ServerSettings, create_app
+    from spanledger._server import ServerSettings, create_app
 
-        _CLIENT = TestClient(create_app(ServerSettings(store=store.dsn, no_auth=True), store=store))
-    return _CLIENT
+    return TestClient(create_app(ServerSettings(store=store.dsn, no_auth=True), store=store))
 
 
 def time_pages(client: Any, label: str, top_user: str, tenant: str, repeats: int, *, is_10m: bool) -> list[Any]:
@@ -209,11 +203,7 @@ def time_pages(client: Any, label: str, top_user: str, tenant: str, repeats: int
         first = client.get(url)
         if first.status_code != 200:
             raise SystemExit(f"{url}: HTTP {first.status_code}")
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            client.get(url)
-            times.append((time.perf_counter() - t0) * 1000)
+        times = [time_ms(lambda u=url: client.get(u)) for _ in range(repeats)]
         out.append(
             row(
                 f"{label}: dashboard {name}",
@@ -248,6 +238,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spanledger-bench-q5-"))
     store = Store(f"chdb://{workdir / 'chdb'}?database=q5")
     ledger = Ledger(store)
+    client = app_client(store) if args.pages else None
     pop = Population(users=100_000, tenants=1_000)
     templates = Templates(np.random.default_rng(7))
     tenant = pop.heavy_tenant()
@@ -347,8 +338,8 @@ def main() -> None:
                 )
             )
             point[name] = {"ours_ms": stats(mine), "baseline_ms": stats(theirs)}
-        if args.pages:
-            rows.extend(time_pages(app_client(store), label, top_user, tenant, repeats, is_10m=loaded >= 10_000_000))
+        if client is not None:
+            rows.extend(time_pages(client, label, top_user, tenant, repeats, is_10m=loaded >= 10_000_000))
         curve.append(point)
         if loaded < size:
             notes.append(f"stopped at {loaded:,} calls: the build budget ({budget:.0f} s) ran out")
