@@ -30,6 +30,7 @@ PACKAGES = (
     "opentelemetry-sdk",
     "opentelemetry-api",
     "opentelemetry-processor-baggage",
+    "opentelemetry-exporter-otlp-proto-http",
     "clickhouse-connect",
     "chdb",
     "chdb-core",
@@ -81,6 +82,16 @@ def side_by_side(
         base.append(b)
     ratios = [a / b if b else float("nan") for a, b in zip(mine, base, strict=True)]
     return mine, base, ratios
+
+
+def round_robin(repeats: int, *runs: Callable[[int], float]) -> list[list[float]]:
+    """Run several variants in turn, the order rotated every repeat; one list of results per variant."""
+    out: list[list[float]] = [[] for _ in runs]
+    for i in range(repeats):
+        for j in range(len(runs)):
+            k = (i + j) % len(runs)
+            out[k].append(runs[k](i))
+    return out
 
 
 def row(

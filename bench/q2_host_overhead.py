@@ -7,22 +7,30 @@ feature)`` (set once, as at a request boundary) and makes LLM client spans with 
 attributes the OpenAI instrumentation writes. The clock covers only the loop; afterwards
 ``force_flush()`` drains the queue and the script reports how many of the spans were stored, because the
 SDK's ``BatchSpanProcessor`` drops spans when its queue (2,048) is full rather than block the host.
+
+For reference, the same loop also runs with the stock ``OTLPSpanExporter`` (HTTP/protobuf) sending to a
+sink in another process that answers 200 at once: what exporting to ``spanledger serve`` or a Collector
+costs the host, and a measure of what any exporter that does real work in the host's Python costs it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from _common import Timer, emit, parse_args, row, side_by_side
+from _common import Timer, emit, parse_args, round_robin, row
 from _datagen import Population, SpanFactory
 from spanledger import CostExporter, Store, UserAttributionProcessor, attribute_to
 
@@ -34,6 +42,36 @@ class NoopExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.received += len(spans)
         return SpanExportResult.SUCCESS
+
+
+# An OTLP/HTTP sink in its own process (so it does not take the host's GIL): counts the spans of each
+# body, answers 200 with an empty ExportTraceServiceResponse, tells the count on GET, prints its port.
+SINK = """
+import http.server
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+received = 0
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global received
+        req = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        received += sum(len(s.spans) for r in req.resource_spans for s in r.scope_spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_GET(self):
+        body = str(received).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
 
 
 def extra_args(parser: object) -> None:
@@ -56,7 +94,7 @@ def main() -> None:
     scope = dict(
         user_id=pop.user_names[0], tenant_id=pop.tenant_names[tenant], plan=pop.tenant_plan[tenant], feature="chat"
     )
-    delivered: dict[str, list[float]] = {"ours": [], "baseline": []}
+    delivered: dict[str, list[float]] = {"ours": [], "baseline": [], "otlp": []}
 
     runs = iter(range(1_000_000))
 
@@ -73,7 +111,7 @@ def main() -> None:
         return n / t.seconds
 
     def ours(i: int) -> float:
-        store = Store(dsn.format(db=f"ours_{i}"))
+        store = Store(dsn.format(db=f"ours_{os.getpid()}_{i}"))  # fresh even in a reused --workdir
         exporter = CostExporter(store=store)
         provider = TracerProvider()
         provider.add_span_processor(UserAttributionProcessor())
@@ -95,7 +133,31 @@ def main() -> None:
         delivered["baseline"].append(100 * exporter.received / n)
         return rate
 
-    mine, theirs, ratio = side_by_side(repeats, ours, baseline)
+    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        endpoint = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/traces"
+
+        def sink_count() -> int:
+            with urllib.request.urlopen(endpoint) as resp:
+                return int(resp.read())
+
+        def otlp(_i: int) -> float:
+            before = sink_count()
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+            rate = loop(provider)
+            provider.force_flush()
+            provider.shutdown()
+            delivered["otlp"].append(100 * (sink_count() - before) / n)
+            return rate
+
+        mine, theirs, stock = round_robin(repeats, ours, baseline, otlp)
+    finally:
+        sink.terminate()
+        sink.wait()
+    ratio = [a / b for a, b in zip(mine, theirs, strict=True)]
+    stock_ratio = [a / b for a, b in zip(stock, theirs, strict=True)]
     med = sorted(ratio)[len(ratio) // 2]
     rows = [
         row(
@@ -114,6 +176,22 @@ def main() -> None:
             delivered["ours"],
             delivered["baseline"],
             target="— (BatchSpanProcessor drops when its queue is full)",
+        ),
+        row(
+            "reference: spans the OTLP sink received / baseline received",
+            "% of created",
+            delivered["otlp"],
+            delivered["baseline"],
+            target="—",
+        ),
+        row(
+            "reference: stock OTLPSpanExporter (HTTP/protobuf) to a sink process, same loop",
+            "spans/s",
+            stock,
+            theirs,
+            stock_ratio,
+            ratio_meaning="its rate / baseline rate",
+            target="— (context: the cost of exporting at all)",
         ),
     ]
     emit(
