@@ -111,6 +111,43 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class TopUser:
+    """One user (within one tenant) in an :class:`Overview`: what a leaderboard shows, not every metric."""
+
+    user_id: str
+    """``""`` for calls with no user: see :attr:`label`."""
+    tenant_id: str
+    cost: Decimal
+    requests: int
+    unpriced_requests: int
+
+    @property
+    def label(self) -> str:
+        return self.user_id or UNATTRIBUTED_LABEL
+
+    @property
+    def attributed(self) -> bool:
+        return bool(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """One window at a glance (``Ledger.overview``): what the dashboard's front page shows."""
+
+    totals: Totals
+    """Everything summed; ``active_users`` is exact here: the attributed (tenant, user) pairs with calls."""
+    unattributed_cost: Decimal
+    """Spend of the calls that carried no user id (in every tenant)."""
+    unattributed_requests: int
+    top_users: list[TopUser]
+    """The costliest users, ties by tenant and user id, as :meth:`Ledger.users` ranks them."""
+    top_tenants: list[TenantRow]
+    """The costliest tenants (without distinct traces), as :meth:`Ledger.tenants` ranks them."""
+    daily: list[DailyRow]
+    """Cost, requests and active users per UTC day, as :meth:`Ledger.daily` gives them."""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRow:
     provider: str
     model: str
@@ -433,6 +470,106 @@ FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
         if empty:  # min/max over no rows is the epoch, not "never"
             r["first_seen"] = r["last_seen"] = None
         return Totals(_usage(r), active_users=int(r["active_users"]), tenants=0 if empty else int(r["tenants"]))
+
+    def overview(
+        self,
+        *,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        tenant_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        top: int = 10,
+    ) -> Overview:
+        """Totals, unattributed spend, the top ``top`` users and tenants, and the daily series of a window.
+
+        Four queries instead of the nine that :meth:`totals`, :meth:`users`, :meth:`tenants` and two
+        :meth:`daily` calls take: the top users come with only their cost, requests and unpriced calls,
+        ranked in the same pass that counts the window's users and its unattributed calls, and the
+        tenants' sums give both the totals and the top tenants. Every figure is exact.
+        """
+        _page, top = self._paging(1, top)
+        uq = Query(self.store.database, window(start, end, rollups=not tags))  # as users() reads tags
+        uq.where_equal("tenant_id", tenant_id)
+        uq.where_tags(tags)
+        top_users, attributed, unattributed_cost, unattributed_requests = self._top_users(uq, top)
+
+        q = Query(self.store.database, window(start, end))
+        q.where_equal("tenant_id", tenant_id)
+        q.where_tags(tags)
+        union = q.union(
+            TENANT_ROLLUP, ["tenant_id"], rollup_inner(traces=False), raw_inner(traces=False), daily=TENANT_DAILY_ROLLUP
+        )
+        sql = f"""
+SELECT tenant_id, {outer(traces=False)}
+FROM ({union})
+GROUP BY tenant_id
+ORDER BY cost DESC, tenant_id ASC"""
+        tenants = self._rows(sql, q.params)
+        names = [r["tenant_id"] for r in tenants[:top]]
+        users = self._active_users(q.window, names, tags)
+        top_tenants = [TenantRow(r["tenant_id"], _usage(r), users.get(r["tenant_id"], 0)) for r in tenants[:top]]
+
+        total: dict[str, Any] = {m: sum((r[m] for r in tenants), Decimal(0) if m == "cost" else 0) for m in SUMS}
+        total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
+        total["first_seen"] = min((r["first_seen"] for r in tenants), default=None)
+        total["last_seen"] = max((r["last_seen"] for r in tenants), default=None)
+        total["traces"] = None
+        totals = Totals(_usage(total), active_users=attributed, tenants=len(tenants))
+        return Overview(
+            totals=totals,
+            unattributed_cost=unattributed_cost,
+            unattributed_requests=unattributed_requests,
+            top_users=top_users,
+            top_tenants=top_tenants,
+            daily=self._daily(q, TENANT_ROLLUP, key=None, users_state=True),
+        )
+
+    def _top_users(self, q: Query, top: int) -> tuple[list[TopUser], int, Decimal, int]:
+        """The top users by cost with their requests and unpriced calls, the number of attributed users,
+        and the unattributed cost and requests: one pass over the per-user tiers."""
+        union = q.union(
+            USER_ROLLUP,
+            ["tenant_id", "user_id"],
+            "cost AS c, requests AS n, unpriced_requests AS u",
+            f"{_RANK_KEYS['cost'][1]} AS c, toUInt64(1) AS n, toUInt64(r.cost IS NULL) AS u",
+            daily=USER_DAILY_ROLLUP,
+            grouped=False,
+        )
+        sql = f"""
+SELECT tenant_id, user_id, sum(c) AS cost, sum(n) AS requests, sum(u) AS unpriced_requests,
+       sum(user_id != '') OVER () AS attributed,
+       sum(if(user_id = '', sum(c), 0)) OVER () AS unattributed_cost,
+       sum(if(user_id = '', sum(n), 0)) OVER () AS unattributed_requests
+FROM ({union})
+GROUP BY tenant_id, user_id
+ORDER BY cost DESC, tenant_id ASC, user_id ASC
+LIMIT {top}"""
+        rows = self._rows(sql, q.params)
+        if not rows:
+            return [], 0, Decimal(0), 0
+        out = [
+            TopUser(r["user_id"], r["tenant_id"], Decimal(r["cost"]), int(r["requests"]), int(r["unpriced_requests"]))
+            for r in rows
+        ]
+        first = rows[0]
+        return out, int(first["attributed"]), Decimal(first["unattributed_cost"]), int(first["unattributed_requests"])
+
+    def _active_users(self, w: Window, names: list[str], tags: Mapping[str, str] | None) -> dict[str, int]:
+        """Distinct attributed users (``uniq``) of the given tenants."""
+        if not names:
+            return {}
+        q = Query(self.store.database, w)
+        q.where_in("tenant_id", names)
+        q.where_tags(tags)
+        union = q.union(
+            TENANT_ROLLUP,
+            ["tenant_id"],
+            "uniqMergeState(users) AS users",
+            f"{USERS_STATE} AS users",
+            daily=TENANT_DAILY_ROLLUP,
+        )
+        sql = f"SELECT tenant_id, uniqMerge(users) AS active_users FROM ({union}) GROUP BY tenant_id"
+        return {r["tenant_id"]: int(r["active_users"]) for r in self._rows(sql, q.params)}
 
     def daily(
         self,

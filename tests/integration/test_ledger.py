@@ -459,3 +459,23 @@ def test_daily_series(ledger: Ledger) -> None:
     assert [(d.day, d.key, d.requests) for d in per_tenant] == [(date(2026, 6, 12), "globex", 2)]
     per_user = ledger.daily(per="user", end=DAY2)
     assert [(d.key, d.requests) for d in per_user] == [("Carol", 1), ("alice", 1), ("bob", 60)]
+
+
+def test_overview_sums_what_the_other_questions_answer(ledger: Ledger) -> None:
+    ov = ledger.overview(top=2)
+    assert (ov.totals.usage, ov.totals.tenants) == (ledger.totals().usage, ledger.totals().tenants)
+    assert ov.totals.active_users == 5  # alice, bob, Carol, dave, al_x: counted exactly
+    users = ledger.users(limit=2, traces=False).rows
+    assert [(u.user_id, u.tenant_id, u.cost, u.requests) for u in ov.top_users] == [
+        (u.user_id, u.tenant_id, u.usage.cost, u.usage.requests) for u in users
+    ]
+    assert ov.top_tenants == ledger.tenants(limit=2, traces=False).rows
+    nobody = ledger.daily(user_id="")
+    assert ov.unattributed_requests == sum(d.requests for d in nobody) > 0
+    assert ov.unattributed_cost == sum((d.cost for d in nobody), Decimal(0))
+    assert ov.daily == ledger.daily()
+    empty = ledger.overview(start="2030-01-01")
+    assert (empty.top_users, empty.top_tenants, empty.daily, empty.totals.tenants) == ([], [], [], 0)
+    assert (empty.totals.active_users, empty.unattributed_requests, empty.totals.usage.first_seen) == (0, 0, None)
+    with pytest.raises(ConfigError):
+        ledger.overview(top=0)

@@ -319,6 +319,25 @@ def check_totals(data: Data, window: tuple[datetime | None, datetime | None], **
     assert got[14] == max((r[14] for r in rows), default=None), window
 
 
+def check_overview(data: Data, window: tuple[datetime | None, datetime | None], **filters: Any) -> None:
+    start, end = window
+    ov = data.ledger.overview(start=start, end=end, top=7, **filters)
+    ref = reference(data, window, ["tenant_id", "user_id"], **filters)
+    cost = {k: Decimal(r["priced_cost"] or 0) for k, r in ref.items()}
+    ranked = sorted(ref, key=lambda k: (-cost[k], k))[:7]
+    assert [(u.tenant_id, u.user_id, u.cost, u.requests, u.unpriced_requests) for u in ov.top_users] == [
+        (*k, cost[k], ref[k]["requests"], ref[k]["unpriced"]) for k in ranked
+    ], window
+    assert ov.totals.active_users == sum(1 for _t, u in ref if u), window  # exact, not uniq
+    nobody = [k for k in ref if not k[1]]
+    assert ov.unattributed_cost == sum((cost[k] for k in nobody), Decimal(0)), window
+    assert ov.unattributed_requests == sum(ref[k]["requests"] for k in nobody), window
+    totals = data.ledger.totals(start=start, end=end, **filters)
+    assert (ov.totals.usage, ov.totals.tenants) == (totals.usage, totals.tenants), window
+    assert ov.top_tenants == data.ledger.tenants(start=start, end=end, limit=7, traces=False, **filters).rows
+    assert ov.daily == data.ledger.daily(start=start, end=end, **filters)
+
+
 def check_daily(
     data: Data, window: tuple[datetime | None, datetime | None], per: str | None = None, **filters: Any
 ) -> None:
@@ -400,6 +419,11 @@ def test_totals_match_a_group_by_for_every_window(data: Data) -> None:
         check_totals(data, window)
 
 
+def test_overview_matches_a_group_by_for_every_window(data: Data) -> None:
+    for window in data.windows[::2]:
+        check_overview(data, window)
+
+
 def test_daily_matches_a_group_by_for_every_window(data: Data) -> None:
     for i, window in enumerate(data.windows):
         check_daily(data, window, per=(None, "user", "tenant")[i % 3])
@@ -431,6 +455,7 @@ def test_filters_match_a_group_by(data: Data, filters: dict[str, Any]) -> None:
         check_daily(data, window, tags=tags, tenant_id=filters.get("tenant_id"))
         if "search" not in filters:
             check_totals(data, window, tags=tags, tenant_id=filters.get("tenant_id"))
+            check_overview(data, window, tags=tags, tenant_id=filters.get("tenant_id"))
 
 
 def distinct_keys(data: Data, table: str) -> int:

@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger, TenantRow
+from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger
 from . import params, views
-from .api import tenant_rows, user_id_from_path
+from .api import user_id_from_path
 from .auth import SESSION_COOKIE, Authenticator, Principal, page_reader
 from .records import find_call
 
@@ -149,34 +149,21 @@ def overview(request: Request, principal: Reader) -> Response:
     led = ledger(request)
     start, end = f.window.start, f.window.end
     tags = f.tags or None
-    scope = principal.scope(f.tenant or None)
-    # Every tenant's row, without distinct traces (not shown): the totals and the top ten come from the
-    # same query, cheaper than Ledger.totals() plus a page of tenants.
-    tenants: list[TenantRow] = []
-    number = 1
-    while True:
-        rows, total = tenant_rows(
-            led, principal, limit=MAX_LIMIT, page=number, tenant_id=scope, tags=tags, start=start, end=end, traces=False
-        )
-        tenants += rows
-        if principal.role != "admin" or number * MAX_LIMIT >= total:
-            break
-        number += 1
+    scope = principal.scope(f.tenant or None)  # a tenant-scoped token never sees wider than its tenant
+    ov = led.overview(tenant_id=scope, tags=tags, start=start, end=end, top=10)
+    usage = ov.totals.usage
     totals = {
-        "cost": sum((t.usage.cost for t in tenants), Decimal(0)),
-        "requests": sum(t.usage.requests for t in tenants),
-        "tokens": sum(t.usage.total_tokens for t in tenants),
-        "users": sum(t.active_users for t in tenants),
-        "tenants": len(tenants),
-        "unpriced": sum(t.usage.unpriced_requests for t in tenants),
-        "unpriced_tokens": sum(t.usage.unpriced_tokens for t in tenants),
-        "errors": sum(t.usage.errors for t in tenants),
+        "cost": usage.cost,
+        "requests": usage.requests,
+        "tokens": usage.total_tokens,
+        "users": ov.totals.active_users,
+        "tenants": ov.totals.tenants,
+        "unpriced": usage.unpriced_requests,
+        "unpriced_tokens": usage.unpriced_tokens,
+        "errors": usage.errors,
     }
-    top_tenants = tenants[:10]  # ranked by cost, ties by tenant id
-    nobody = led.daily(user_id="", tenant_id=scope, tags=tags, start=start, end=end)  # 1 query; user("") takes 3
-    unattributed = {"cost": sum((d.cost for d in nobody), Decimal(0)), "requests": sum(d.requests for d in nobody)}
-    daily = led.daily(tenant_id=scope, tags=tags, start=start, end=end)
-    top_users = led.users(limit=10, tenant_id=scope, tags=tags, start=start, end=end, traces=False).rows
+    unattributed = {"cost": ov.unattributed_cost, "requests": ov.unattributed_requests}
+    top_users, top_tenants, daily = ov.top_users, ov.top_tenants, ov.daily
     return render(
         request,
         "overview.html",
