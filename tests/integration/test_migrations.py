@@ -58,3 +58,24 @@ def test_migrations_2_and_3_backfill_the_daily_rollups_from_calls_stored_under_v
     }
     (tenant,) = Ledger(upgraded).tenants().rows
     assert (tenant.usage.requests, tenant.usage.cost, tenant.active_users) == (50, Decimal("0.0001212") * 50, 3)
+
+
+def test_tables_read_a_few_users_at_a_time_have_small_granules(store_dsn: str) -> None:
+    """``llm_calls`` and the per-user-model daily rollup are read by ranges of a few users (a page, one
+    user): their parts are written with 1,024-row granules, the others keep ClickHouse's 8,192."""
+    store = Store(store_dsn)
+    calls = []
+    normalizer = Normalizer()
+    for n in range(3000):  # one user-model pair per call: more rows than one small granule
+        call = normalizer.normalize(llm_span(n, user=f"u{n}", start_ns=1_793_000_000 * 10**9), time.time_ns())
+        assert not isinstance(call, str)
+        calls.append(call)
+    store.insert_calls(to_columns(calls), dedup_token="granules")
+    marks = dict(
+        store.query(
+            "SELECT table, sum(marks) FROM system.parts WHERE database = {db:String} AND active GROUP BY table",
+            {"db": store.database},
+        ).result_rows
+    )
+    assert marks["llm_calls"] >= 3 and marks["usage_by_user_model_daily"] >= 3  # 3000 rows / 1024 (+ final)
+    assert marks["usage_by_user_daily"] == 2  # 3000 rows in one 8,192-row granule (+ the final mark)
