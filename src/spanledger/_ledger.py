@@ -68,8 +68,23 @@ class Usage:
     last_seen: datetime | None
 
 
+class _Labelled:
+    """``label`` and ``attributed`` for the rows that name a user."""
+
+    __slots__ = ()
+    user_id: str
+
+    @property
+    def label(self) -> str:
+        return self.user_id or UNATTRIBUTED_LABEL
+
+    @property
+    def attributed(self) -> bool:
+        return bool(self.user_id)
+
+
 @dataclass(frozen=True, slots=True)
-class UserRow:
+class UserRow(_Labelled):
     """One user (within one tenant) and their totals."""
 
     user_id: str
@@ -79,14 +94,6 @@ class UserRow:
     distinct_models: int
     top_model: str
     """The model this user spent the most on in the window."""
-
-    @property
-    def label(self) -> str:
-        return self.user_id or UNATTRIBUTED_LABEL
-
-    @property
-    def attributed(self) -> bool:
-        return bool(self.user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,7 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
-class TopUser:
+class TopUser(_Labelled):
     """One user (within one tenant) in an :class:`Overview`: what a leaderboard shows, not every metric."""
 
     user_id: str
@@ -120,14 +127,6 @@ class TopUser:
     cost: Decimal
     requests: int
     unpriced_requests: int
-
-    @property
-    def label(self) -> str:
-        return self.user_id or UNATTRIBUTED_LABEL
-
-    @property
-    def attributed(self) -> bool:
-        return bool(self.user_id)
 
 
 @dataclass(frozen=True, slots=True)
