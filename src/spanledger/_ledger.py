@@ -183,14 +183,6 @@ class UserDetail:
     """The most recent calls, newest first, each the full stored record."""
 
 
-def _tenant_inner(*, traces: bool) -> tuple[str, str]:
-    """Per-tier metrics of the per-tenant rollups and of the raw table, distinct users included."""
-    return (
-        rollup_inner(traces=traces) + ", uniqMergeState(users) AS users",
-        raw_inner(traces=traces) + f", {USERS_STATE} AS users",
-    )
-
-
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -218,6 +210,16 @@ def _usage(row: Mapping[str, Any]) -> Usage:
         first_seen=_utc(row["first_seen"]),
         last_seen=_utc(row["last_seen"]),
     )
+
+
+def _summed(rows: list[dict[str, Any]]) -> Usage:
+    """The usage of several rows (each with every metric) added up; distinct traces are not addable."""
+    total: dict[str, Any] = {m: sum((r[m] for r in rows), Decimal(0) if m == "cost" else 0) for m in SUMS}
+    total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
+    total["first_seen"] = min((r["first_seen"] for r in rows), default=None)
+    total["last_seen"] = max((r["last_seen"] for r in rows), default=None)
+    total["traces"] = None
+    return _usage(total)
 
 
 class Ledger:
@@ -397,12 +399,7 @@ LIMIT {limit}"""
         pq = Query(self.store.database, q.window)
         pq.where_in("tenant_id", names)
         pq.where_tags(tags)
-        inner_rollup, inner_raw = _tenant_inner(traces=traces)
-        page_sql = f"""
-SELECT tenant_id, {outer(traces=traces)}, uniqMerge(users) AS active_users
-FROM ({pq.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
-GROUP BY tenant_id"""
-        by_name = {r["tenant_id"]: r for r in self._rows(page_sql, pq.params)}
+        by_name = {r["tenant_id"]: r for r in self._per_tenant(pq, users=True, traces=traces)}
         out = [TenantRow(n, _usage(by_name[n]), int(by_name[n]["active_users"])) for n in names]
         return Page(rows=out, total=total, page=page, limit=limit)
 
@@ -455,20 +452,24 @@ LIMIT {limit} OFFSET {offset}"""
         q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_tags(tags)
-        inner_rollup, inner_raw = _tenant_inner(traces=False)
-        union = q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)
-        sums = ", ".join(f"sum(t.{m}) AS {m}" for m in (*SUMS, "active_users"))
+        tenants = self._per_tenant(q, users=True, traces=False)
+        active_users = sum(int(r["active_users"]) for r in tenants)
+        return Totals(_summed(tenants), active_users=active_users, tenants=len(tenants))
+
+    def _per_tenant(self, q: Query, *, users: bool, traces: bool) -> list[dict[str, Any]]:
+        """Every metric per tenant (``active_users`` too when ``users``), by cost descending, then tenant id."""
+        inner_rollup, inner_raw = rollup_inner(traces=traces), raw_inner(traces=traces)
+        active = ""
+        if users:
+            inner_rollup += ", uniqMergeState(users) AS users"
+            inner_raw += f", {USERS_STATE} AS users"
+            active = ", uniqMerge(users) AS active_users"
         sql = f"""
-SELECT {sums}, min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen, count() AS tenants
-FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
-      FROM ({union}) GROUP BY tenant_id) AS t"""
-        r = self._rows(sql, q.params)[0]
-        empty = int(r["requests"]) == 0
-        r["traces"] = None
-        r["total_tokens"] = int(r["input_tokens"]) + int(r["output_tokens"])
-        if empty:  # min/max over no rows is the epoch, not "never"
-            r["first_seen"] = r["last_seen"] = None
-        return Totals(_usage(r), active_users=int(r["active_users"]), tenants=0 if empty else int(r["tenants"]))
+SELECT tenant_id, {outer(traces=traces)}{active}
+FROM ({q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
+GROUP BY tenant_id
+ORDER BY cost DESC, tenant_id ASC"""
+        return self._rows(sql, q.params)
 
     def overview(
         self,
@@ -495,25 +496,11 @@ FROM (SELECT tenant_id, {outer(traces=False)}, uniqMerge(users) AS active_users
         q = Query(self.store.database, window(start, end))
         q.where_equal("tenant_id", tenant_id)
         q.where_tags(tags)
-        union = q.union(
-            TENANT_ROLLUP, ["tenant_id"], rollup_inner(traces=False), raw_inner(traces=False), daily=TENANT_DAILY_ROLLUP
-        )
-        sql = f"""
-SELECT tenant_id, {outer(traces=False)}
-FROM ({union})
-GROUP BY tenant_id
-ORDER BY cost DESC, tenant_id ASC"""
-        tenants = self._rows(sql, q.params)
+        tenants = self._per_tenant(q, users=False, traces=False)
         names = [r["tenant_id"] for r in tenants[:top]]
         users = self._active_users(q.window, names, tags)
         top_tenants = [TenantRow(r["tenant_id"], _usage(r), users.get(r["tenant_id"], 0)) for r in tenants[:top]]
-
-        total: dict[str, Any] = {m: sum((r[m] for r in tenants), Decimal(0) if m == "cost" else 0) for m in SUMS}
-        total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
-        total["first_seen"] = min((r["first_seen"] for r in tenants), default=None)
-        total["last_seen"] = max((r["last_seen"] for r in tenants), default=None)
-        total["traces"] = None
-        totals = Totals(_usage(total), active_users=attributed, tenants=len(tenants))
+        totals = Totals(_summed(tenants), active_users=attributed, tenants=len(tenants))
         return Overview(
             totals=totals,
             unattributed_cost=unattributed_cost,
