@@ -69,17 +69,7 @@ def side_by_side(
     repeats: int, ours: Callable[[int], float], baseline: Callable[[int], float]
 ) -> tuple[list[float], list[float], list[float]]:
     """Run ours and the baseline alternately (order flipped every repeat); return both and ours/baseline."""
-    mine: list[float] = []
-    base: list[float] = []
-    for i in range(repeats):
-        if i % 2 == 0:
-            a = ours(i)
-            b = baseline(i)
-        else:
-            b = baseline(i)
-            a = ours(i)
-        mine.append(a)
-        base.append(b)
+    mine, base = round_robin(repeats, ours, baseline)
     ratios = [a / b if b else float("nan") for a, b in zip(mine, base, strict=True)]
     return mine, base, ratios
 
