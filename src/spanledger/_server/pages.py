@@ -151,36 +151,20 @@ def overview(request: Request, principal: Reader) -> Response:
     tags = f.tags or None
     scope = principal.scope(f.tenant or None)  # a tenant-scoped token never sees wider than its tenant
     ov = led.overview(tenant_id=scope, tags=tags, start=start, end=end, top=10)
-    usage = ov.totals.usage
-    totals = {
-        "cost": usage.cost,
-        "requests": usage.requests,
-        "tokens": usage.total_tokens,
-        "users": ov.totals.active_users,
-        "tenants": ov.totals.tenants,
-        "unpriced": usage.unpriced_requests,
-        "unpriced_tokens": usage.unpriced_tokens,
-        "errors": usage.errors,
-    }
-    unattributed = {"cost": ov.unattributed_cost, "requests": ov.unattributed_requests}
-    top_users, top_tenants, daily = ov.top_users, ov.top_tenants, ov.daily
     return render(
         request,
         "overview.html",
         principal,
         nav="overview",
         f=f,
-        totals=totals,
-        unattributed=unattributed,
-        top_users=top_users,
-        top_tenants=top_tenants,
+        ov=ov,
         cost_chart=views.bar_chart(
-            views.fill_days([(d.day, d.cost) for d in daily], start, end),
+            views.fill_days([(d.day, d.cost) for d in ov.daily], start, end),
             money_values=True,
             label="Cost per day (USD)",
         ),
         users_chart=views.bar_chart(
-            views.fill_days([(d.day, d.active_users) for d in daily], start, end),
+            views.fill_days([(d.day, d.active_users) for d in ov.daily], start, end),
             money_values=False,
             label="Active users per day",
         ),
