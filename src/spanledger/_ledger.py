@@ -269,7 +269,7 @@ class Ledger:
         keys = ["tenant_id", "user_id"]
         ranked, total = self._rank(q, USER_ROLLUP, keys, sort_by, sort_dir, limit, (page - 1) * limit)
         pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
-        page_rows = self._page(q.window, pairs, tags, traces=traces)
+        page_rows = self._page(q.window.by_day(), pairs, tags, traces=traces)
         out = []
         for pair in pairs:
             r = page_rows[pair]

@@ -10,7 +10,7 @@ a tag filter reads whole hours from the hourly rollups instead.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,16 @@ class Window:
     hours_end: datetime
     days: datetime
     days_end: datetime
+
+    def by_day(self) -> Window:
+        """The same window without the hourly tier: whole days from the daily rollups, the partial days at
+        the edges from the raw table. For a few users' rows (a page's fill) this is the cheaper cut: the
+        raw table's key (day, tenant, user) finds their rows of an edge day directly, while an hour of the
+        hourly rollups has every user's rows in each of its granules (10M calls, 50 users: the hourly tier
+        alone was ~130 ms of a ~190 ms fill)."""
+        if self.days >= self.days_end:  # no whole day inside: all of it from the raw table
+            return Window(self.start, self.end, self.end, self.end, self.end, self.end)
+        return replace(self, hours=self.days, hours_end=self.days_end)
 
 
 def window(start: TimeBound, end: TimeBound, *, rollups: bool = True) -> Window:
@@ -170,32 +180,40 @@ class Query:
         ungrouped (``inner_*`` are then row expressions), so the caller aggregates once: a ranking over
         one metric measured 17 % faster that way at 10M calls.
         """
-        use_daily = daily is not None and not self.has_tags and self.window.days < self.window.days_end
+        w = self.window
+        at = {"w_start": w.start, "w_hours": w.hours, "w_days": w.days}
+        at |= {"w_days_end": w.days_end, "w_hours_end": w.hours_end, "w_end": w.end}
+        use_daily = daily is not None and not self.has_tags and w.days < w.days_end
 
         def select(day_expr: str) -> str:
             return ", ".join(day_expr if k == "day" else k for k in keys)
 
         group = f"\n    GROUP BY {', '.join(keys)}" if grouped else ""
-        hour_range = f"hour >= {{w_hours:{_T}}} AND hour < {{w_hours_end:{_T}}}"
-        if use_daily:
-            hour_range = (
-                f"((hour >= {{w_hours:{_T}}} AND hour < {{w_days:{_T}}}) "
-                f"OR (hour >= {{w_days_end:{_T}}} AND hour < {{w_hours_end:{_T}}}))"
-            )
-        parts = [
-            f"""
+        hours = [("w_hours", "w_days"), ("w_days_end", "w_hours_end")] if use_daily else [("w_hours", "w_hours_end")]
+        hours = [(a, b) for a, b in hours if at[a] < at[b]]
+        parts = []
+        if hours:
+            hour_range = " OR ".join(f"(hour >= {{{a}:{_T}}} AND hour < {{{b}:{_T}}})" for a, b in hours)
+            parts.append(f"""
     SELECT {select("toDate(hour) AS day")}, {inner_rollup}
     FROM {self.db}.{hourly}
-    WHERE {hour_range}{self.extra()}{group}"""
-        ]
+    WHERE ({hour_range}){self.extra()}{group}""")
         if use_daily:
             parts.append(f"""
     SELECT {select("day")}, {inner_rollup}
     FROM {self.db}.{daily}
     WHERE day >= toDate32({{w_days:{_T}}}) AND day < toDate32({{w_days_end:{_T}}}){self.extra()}{group}""")
-        parts.append(f"""
+        edges = [(a, b) for a, b in (("w_start", "w_hours"), ("w_hours_end", "w_end")) if at[a] < at[b]]
+        if edges or not parts:
+            # the day bounds are implied by the timestamp bounds; written out, they let the primary key
+            # (day, tenant, user, …) narrow each edge to its day, which it did not do through the OR
+            raw_range = " OR ".join(
+                f"(toDate(timestamp) >= toDate32({{{a}:{_T}}}) AND toDate(timestamp) <= toDate32({{{b}:{_T}}})"
+                f" AND timestamp >= {{{a}:{_T}}} AND timestamp < {{{b}:{_T}}})"
+                for a, b in edges or [("w_start", "w_end")]
+            )
+            parts.append(f"""
     SELECT {select("toDate(timestamp) AS day")}, {inner_raw}
     FROM {self.db}.{RAW_TABLE} AS r
-    WHERE ((timestamp >= {{w_start:{_T}}} AND timestamp < {{w_hours:{_T}}})
-        OR (timestamp >= {{w_hours_end:{_T}}} AND timestamp < {{w_end:{_T}}})){self.extra()}{group}""")
+    WHERE ({raw_range}){self.extra()}{group}""")
         return "\n    UNION ALL".join(parts)
