@@ -315,39 +315,40 @@ GROUP BY tenant_id, user_id"""
         """One user's totals, per-model breakdown, daily cost and most recent calls (``""`` = unattributed)."""
         # One user's rows are a narrow range of the raw table's primary key in each day: reading them
         # directly beats the rollups for one user (10M calls, 30 days: 0.29 s vs 0.38 s for the heaviest
-        # user with 217k calls, 0.16 s vs 0.22 s for one with 19).
+        # user with 217k calls, 0.16 s vs 0.22 s for one with 19). One pass over them, grouped by tenant,
+        # model and day, gives the summary, the per-model breakdown and the daily series through GROUPING
+        # SETS: 2x faster than three reads of the same rows (10M calls, heaviest and lightest user).
         q = Query(self.store.database, window(start, end, rollups=False))
         q.where_equal("user_id", user_id)
         q.where_equal("tenant_id", tenant_id)
         union = q.union(
-            USER_ROLLUP,
-            ["tenant_id", "user_id"],
+            USER_MODEL_ROLLUP,
+            ["tenant_id", "provider", "model", "day"],
             rollup_inner(traces=True),
             raw_inner(traces=True),
-            daily=USER_DAILY_ROLLUP,
+            daily=USER_MODEL_DAILY_ROLLUP,
         )
-        summary_sql = f"""
-SELECT arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenant_id, {outer(traces=True)}
+        sql = f"""
+SELECT grouping(provider, model) = 0 AS per_model, grouping(day) = 0 AS per_day, provider, model, day,
+       arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenants, {outer(traces=True)}
 FROM ({union})
-HAVING requests > 0"""
-        summary_rows = self._rows(summary_sql, q.params)
-        models_sql = f"""
-SELECT provider, model, {outer(traces=True)}
-FROM ({q.union(USER_MODEL_ROLLUP, ["provider", "model"], rollup_inner(traces=True), raw_inner(traces=True), daily=USER_MODEL_DAILY_ROLLUP)})
-GROUP BY provider, model
-ORDER BY cost DESC, requests DESC, model ASC"""
-        models = [ModelRow(r["provider"], r["model"], _usage(r)) for r in self._rows(models_sql, q.params)]
+GROUP BY GROUPING SETS ((provider, model), (day), ())"""
+        rows = [r for r in self._rows(sql, q.params) if r["requests"]]
+        models = [ModelRow(r["provider"], r["model"], _usage(r)) for r in rows if r["per_model"]]
+        models.sort(key=lambda m: (-m.usage.cost, -m.usage.requests, m.model, m.provider))
+        active = 1 if user_id else 0  # the distinct attributed users of a day with calls: this one
+        daily = [DailyRow(r["day"], Decimal(r["cost"]), int(r["requests"]), active) for r in rows if r["per_day"]]
+        daily.sort(key=lambda d: d.day)
         summary = None
-        if summary_rows:
-            r = summary_rows[0]
-            summary = UserRow(
-                user_id=user_id,
-                tenant_id=r["tenant_id"],
-                usage=_usage(r),
-                distinct_models=len(models),
-                top_model=models[0].model if models else "",
-            )
-        daily = self._daily(q, USER_ROLLUP, key=None, users_state=False)
+        for r in rows:
+            if not r["per_model"] and not r["per_day"]:
+                summary = UserRow(
+                    user_id=user_id,
+                    tenant_id=r["tenants"],
+                    usage=_usage(r),
+                    distinct_models=len(models),
+                    top_model=models[0].model if models else "",
+                )
         recent = self._recent_calls(q, max(0, min(calls, MAX_LIMIT)))
         return UserDetail(user_id=user_id, summary=summary, models=models, daily=daily, calls=recent)
 

@@ -373,8 +373,8 @@ def check_user(data: Data, window: tuple[datetime | None, datetime | None], user
     costs = [(m.usage.cost, m.usage.requests) for m in detail.models]
     assert costs == sorted(costs, reverse=True)
     daily = reference(data, window, ["toDate(timestamp) AS day"], user_id=user_id)
-    assert [(d.day, d.cost, d.requests) for d in detail.daily] == [
-        (day, Decimal(r["priced_cost"] or 0), r["requests"]) for (day,), r in sorted(daily.items())
+    assert [(d.day, d.cost, d.requests, d.active_users) for d in detail.daily] == [
+        (day, Decimal(r["priced_cost"] or 0), r["requests"], 1 if user_id else 0) for (day,), r in sorted(daily.items())
     ]
     where = ["user_id = {u:String}"]
     params: dict[str, Any] = {"u": user_id}
