@@ -3,8 +3,9 @@
 Baseline: ``opentelemetry-processor-baggage``'s ``BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS)`` with the same
 baggage, measured in the same process, alternating with ours. Both are called the way the SDK calls them
 (``on_start(span, parent_context=None)`` with the baggage in the current context) on a real, recording
-SDK span (an HTTP span, the common case; two more rows use an LLM span, for which ours also runs its
-duplicate-instrumentation check). For the 20-entry case ours is configured with ``tag_keys=("*",)`` so both copy all 20 entries;
+SDK span (an HTTP span, the common case; three more rows use an LLM span, for which ours also runs its
+duplicate-instrumentation check, once with no current span and once inside a recording request span,
+as an LLM call made while serving a request is). For the 20-entry case ours is configured with ``tag_keys=("*",)`` so both copy all 20 entries;
 a second row shows the default configuration (user, tenant and allowed tags only).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from opentelemetry import baggage, context
+from opentelemetry import baggage, context, trace
 from opentelemetry.processor.baggage import ALLOW_ALL_BAGGAGE_KEYS, BaggageSpanProcessor
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -53,9 +54,13 @@ def main() -> None:
         (20, None, False, "20 baggage entries, default keys (ours copies 6 of 20)"),
         (0, "*", True, "0 baggage entries, LLM span (duplicate-call check runs)"),
         (3, "*", True, "3 baggage entries, LLM span (duplicate-call check runs)"),
+        (0, "*", "in request", "0 baggage entries, LLM span inside a request span"),
     ]
+    request = tracer.start_span("GET /api/summaries", attributes={"http.request.method": "GET", "http.route": "/x"})
     for n, tag_keys, llm, label in cases:
         ctx = context.get_current()
+        if llm == "in request":
+            ctx = trace.set_span_in_context(request, ctx)
         for key, value in baggage_entries(n).items():
             ctx = baggage.set_baggage(key, value, context=ctx)
         token = context.attach(ctx)

@@ -20,6 +20,7 @@ from opentelemetry import baggage, context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import get_current_span
+from opentelemetry.trace import propagation as trace_propagation
 
 from ._config import env_list
 
@@ -41,6 +42,8 @@ _EXPLICIT_TAGS_KEY = context.create_key("spanledger-explicit-keys")
 # The API's own key for baggage in a Context: reading it directly saves the two calls and the
 # MappingProxyType that baggage.get_all adds per span (checked against get_all in the tests).
 _BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
+# The same for the current span (``trace.get_current_span`` is a call and a default look-up per span).
+_SPAN_KEY: str | None = getattr(trace_propagation, "_SPAN_KEY", None)
 _OWN_IDENTITY_KEYS = frozenset({"userId", "tenantId"})
 _NO_KEYS: frozenset[str] = frozenset()
 
@@ -50,6 +53,7 @@ _PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.
 # A span that has one of these when it starts may be an LLM call (some instrumentations set the model later).
 _LLM_KEYS = _LLM_START_MARKERS + _PROVIDER_KEYS
 _LLM_KEY_SET = frozenset(_LLM_KEYS)
+_LLM_START_SET = frozenset(_LLM_START_MARKERS)
 # The last LLM span started in this context; a ContextVar, so each thread and asyncio task has its own.
 _LAST_LLM_SPAN: ContextVar[Span | None] = ContextVar("spanledger_last_llm_span", default=None)
 
@@ -171,7 +175,7 @@ class UserAttributionProcessor(SpanProcessor):
         ctx = parent_context if parent_context is not None else context.get_current()
         attrs = span_attributes(span)
         if attrs and not _LLM_KEY_SET.isdisjoint(attrs):  # iterates the span's few keys, at C speed
-            _mark_outer_duplicate(span, get_current_span(ctx))
+            _mark_outer_duplicate(span, ctx.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(ctx))
         values: Any = ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
         local = ctx.get(_LOCAL_KEY)
         if not values and not local:
@@ -231,14 +235,16 @@ def _mark_outer_duplicate(span: Span, parent: object) -> None:
     """
     previous = _LAST_LLM_SPAN.get()
     _LAST_LLM_SPAN.set(span)
-    parent_attrs = getattr(parent, "attributes", None)
-    if isinstance(parent, Span) and parent_attrs and any(m in parent_attrs for m in _LLM_START_MARKERS):
-        if parent.is_recording():
+    # an SDK span's attribute dict, read without the per-access proxy (see span_attributes); None for
+    # a non-recording or foreign span, which cannot be marked anyway
+    parent_attrs = getattr(getattr(parent, "_attributes", None), "_dict", None)
+    if type(parent_attrs) is dict and not _LLM_START_SET.isdisjoint(parent_attrs):
+        if isinstance(parent, Span) and parent.is_recording():
             parent.set_attribute(NESTED_ATTRIBUTE, True)
         return
     if previous is None or previous is span or not previous.is_recording():
         return
-    before, attrs = previous.attributes or {}, span.attributes or {}
+    before, attrs = span_attributes(previous), span_attributes(span)
     if (
         previous.instrumentation_scope != span.instrumentation_scope
         and _first(before, _LLM_START_MARKERS) == _first(attrs, _LLM_START_MARKERS)

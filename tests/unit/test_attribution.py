@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from opentelemetry import baggage, context
+from opentelemetry import baggage, context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -374,11 +374,17 @@ def test_the_instrumentations_own_user_is_kept(tracer: Tracer, memory_exporter: 
     }
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("marker", ["gen_ai.request.model", "llm.model_name", "ai.model.id"])
 def test_the_outer_of_two_nested_llm_spans_is_marked(
-    tracer: Tracer, memory_exporter: InMemorySpanExporter, marker: str
+    tracer: Tracer, memory_exporter: InMemorySpanExporter, marker: str, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A framework's LLM span around the provider SDK's: one call, so the outer span is marked to skip."""
+    """A framework's LLM span around the provider SDK's: one call, so the outer span is marked to skip.
+    ``fast=False``: the same through ``get_current_span``, as when the API's span key cannot be read."""
+    from spanledger import _attribution
+
+    if not fast:
+        monkeypatch.setattr(_attribution, "_SPAN_KEY", None)
     llm = {"gen_ai.request.model": "gpt-4o"}
     with (
         tracer.start_as_current_span("outer llm", attributes={marker: "gpt-4o"}),
@@ -448,6 +454,16 @@ def test_fast_baggage_read_agrees_with_the_api() -> None:
     assert _attribution._BAGGAGE_KEY is not None, "the API's baggage key moved: on_start falls back to get_all"
     ctx = baggage.set_baggage("userId", "u9", baggage.set_baggage("plan", "pro"))
     assert ctx.get(_attribution._BAGGAGE_KEY) == dict(baggage.get_all(ctx)) == {"userId": "u9", "plan": "pro"}
+
+
+def test_fast_current_span_read_agrees_with_the_api(tracer: Tracer) -> None:
+    """The duplicate-call check reads the Context's span entry directly; it must be the current span."""
+    from spanledger import _attribution
+
+    assert _attribution._SPAN_KEY is not None, "the API's span key moved: on_start falls back to get_current_span"
+    with tracer.start_as_current_span("request") as span:
+        ctx = context.get_current()
+        assert ctx.get(_attribution._SPAN_KEY) is trace.get_current_span(ctx) is span
 
 
 @pytest.mark.parametrize("fast", [True, False])
