@@ -149,6 +149,39 @@ def test_tenants_daily_and_user_detail_equal_the_ledger(client: TestClient, ledg
     assert nobody["summary"]["requests"] == 5 and nobody["summary"]["attributed"] is False
 
 
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"from": "7d", "top": 3}, {"tenant": "globex"}, {"tag.plan": "pro"}, {"tenant": "acme", "tag": "plan=free"}],
+)
+def test_overview_endpoint_agrees_with_users_tenants_and_daily(client: TestClient, query: dict[str, Any]) -> None:
+    """One request for the front page's numbers; each must be what the other endpoints answer."""
+    body = client.get("/api/v1/overview", params=query).json()
+    same = {k: v for k, v in query.items() if k != "top"}
+    users = client.get("/api/v1/users", params={**same, "limit": 1000}).json()["data"]
+    tenants = client.get("/api/v1/tenants", params={**same, "limit": 1000}).json()["data"]
+    if "tenant" in query:  # /tenants has no tenant filter (search is a substring)
+        tenants = [t for t in tenants if t["tenant_id"] == query["tenant"]]
+    daily = client.get("/api/v1/daily", params=same).json()
+    top = query.get("top", 10)
+    fields = ("user_id", "tenant_id", "label", "attributed", "requests", "unpriced_requests")
+    assert [({k: u[k] for k in fields}, Decimal(u["cost"])) for u in body["top_users"]] == [
+        ({k: u[k] for k in fields}, Decimal(u["cost"])) for u in users[:top]
+    ]
+    assert [(t["tenant_id"], Decimal(t["cost"]), t["requests"], t["active_users"]) for t in body["top_tenants"]] == [
+        (t["tenant_id"], Decimal(t["cost"]), t["requests"], t["active_users"]) for t in tenants[:top]
+    ]
+    totals = body["totals"]
+    assert Decimal(totals["cost"]) == sum((Decimal(u["cost"]) for u in users), Decimal(0))
+    assert totals["requests"] == sum(u["requests"] for u in users) and totals["traces"] is None
+    assert totals["active_users"] == sum(1 for u in users if u["attributed"])
+    assert totals["tenants"] == len(tenants)
+    unattributed = [u for u in users if not u["attributed"]]
+    assert Decimal(body["unattributed_cost"]) == sum((Decimal(u["cost"]) for u in unattributed), Decimal(0))
+    assert body["unattributed_requests"] == sum(u["requests"] for u in unattributed)
+    assert body["daily"] == daily
+    assert body["top_users"] or not users  # the seeded store has calls for every query here but one
+
+
 def test_csv_export_has_every_row_and_defuses_formulas(client: TestClient) -> None:
     response = client.get("/api/v1/users.csv", params={"sortBy": "cost"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
@@ -165,6 +198,7 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
     spec = client.get("/api/v1/openapi.json").json()
     assert set(spec["paths"]) == {
         "/api/v1/whoami",
+        "/api/v1/overview",
         "/api/v1/users",
         "/api/v1/users.csv",
         "/api/v1/users/{user_id}",
@@ -180,7 +214,7 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
 def test_fuzzing_the_api_finds_no_server_error(app: FastAPI) -> None:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 7
+    assert len(operations) == 8
     for operation in operations:
 
         @given(case=operation.as_strategy())

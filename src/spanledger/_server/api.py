@@ -22,12 +22,14 @@ from .records import find_call
 from .schemas import (
     CallOut,
     DailyOut,
+    OverviewOut,
     TenantsPage,
     UserDetailOut,
     UsersPage,
     WhoAmI,
     daily_out,
     model_out,
+    overview_out,
     tenant_out,
     user_out,
 )
@@ -80,6 +82,31 @@ def tenant_rows(led: Ledger, principal: Principal, **kwargs: Any) -> tuple[list[
 @router.get("/whoami", response_model=WhoAmI, summary="The role and tenant of the token in use")
 def whoami(principal: Reader) -> WhoAmI:
     return WhoAmI(role=principal.role, tenant=principal.tenant)
+
+
+@router.get(
+    "/overview",
+    response_model=OverviewOut,
+    summary="A window at a glance: totals, unattributed spend, top users and tenants, cost per day",
+)
+def overview(
+    request: Request,
+    principal: Reader,
+    start: FromParam = None,
+    end: ToParam = None,
+    tenant: TenantParam = None,
+    top: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="How many top users and tenants.")] = 10,
+    tag: TagParam = [],  # noqa: B006
+) -> OverviewOut:
+    lo, hi = params.window_bounds(start, end)
+    ov = ledger(request).overview(
+        start=lo,
+        end=hi,
+        tenant_id=principal.scope(params.text(tenant, "tenant")),
+        tags=params.tags(request.query_params),
+        top=top,
+    )
+    return overview_out(ov)
 
 
 @router.get("/users", response_model=UsersPage, summary="Users (per tenant) with their totals, sorted and paged")

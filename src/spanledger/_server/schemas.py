@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._ledger import DailyRow, ModelRow, TenantRow, Usage, UserRow
+from .._ledger import DailyRow, ModelRow, Overview, TenantRow, TopUser, Usage, UserRow
 
 
 class UsageOut(BaseModel):
@@ -115,6 +115,30 @@ class UserDetailOut(BaseModel):
     calls: list[CallOut] = Field(description="The 50 most recent calls, newest first.")
 
 
+class TotalsOut(UsageOut):
+    active_users: int = Field(description="Distinct attributed (tenant, user) pairs with calls: exact.")
+    tenants: int = Field(description="Tenants with calls, the calls without a tenant counted as one.")
+
+
+class TopUserOut(BaseModel):
+    user_id: str = Field(description='`""` for calls with no user (shown as "(unattributed)").')
+    label: str
+    attributed: bool
+    tenant_id: str
+    cost: Decimal
+    requests: int
+    unpriced_requests: int
+
+
+class OverviewOut(BaseModel):
+    totals: TotalsOut = Field(description="Everything in the window summed (`traces` is not counted: null).")
+    unattributed_cost: Decimal = Field(description="Spend of the calls that carried no user id.")
+    unattributed_requests: int
+    top_users: list[TopUserOut] = Field(description="The costliest users, ranked as `/users` ranks them.")
+    top_tenants: list[TenantOut] = Field(description="The costliest tenants (`traces` null).")
+    daily: list[DailyOut]
+
+
 class WhoAmI(BaseModel):
     role: str
     tenant: str | None
@@ -146,3 +170,27 @@ def model_out(row: ModelRow) -> ModelOut:
 
 def daily_out(row: DailyRow) -> DailyOut:
     return DailyOut(day=row.day, key=row.key, cost=row.cost, requests=row.requests, active_users=row.active_users)
+
+
+def overview_out(ov: Overview) -> OverviewOut:
+    t = ov.totals
+    return OverviewOut(
+        totals=TotalsOut(**usage_dict(t.usage), active_users=t.active_users, tenants=t.tenants),
+        unattributed_cost=ov.unattributed_cost,
+        unattributed_requests=ov.unattributed_requests,
+        top_users=[_top_user_out(u) for u in ov.top_users],
+        top_tenants=[tenant_out(r) for r in ov.top_tenants],
+        daily=[daily_out(d) for d in ov.daily],
+    )
+
+
+def _top_user_out(u: TopUser) -> TopUserOut:
+    return TopUserOut(
+        user_id=u.user_id,
+        label=u.label,
+        attributed=u.attributed,
+        tenant_id=u.tenant_id,
+        cost=u.cost,
+        requests=u.requests,
+        unpriced_requests=u.unpriced_requests,
+    )
