@@ -35,16 +35,18 @@ from ._format import (
     model_record,
     models_table,
     money,
+    overview_record,
     pages,
     tenant_record,
     tenants_table,
+    top_users_table,
     user_record,
     users_table,
     when,
     write_csv,
     write_json,
 )
-from ._ledger import UNATTRIBUTED_LABEL, Ledger, UserDetail
+from ._ledger import UNATTRIBUTED_LABEL, Ledger, Page, UserDetail
 from ._store import Store
 from ._timewindow import parse_bound
 
@@ -132,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--calls", type=_positive, default=None, help="number of LLM calls (default 1500)")
     demo.add_argument("--seed", type=int, default=None, help="random seed (default 7): same seed, same numbers")
     demo.set_defaults(handler=_cmd_demo)
+
+    overview = sub.add_parser(
+        "overview", parents=[store, window, tenant, tags], help="total spend, top users and tenants, cost per day"
+    )
+    overview.add_argument("--top", type=_positive, default=10, help="top users and tenants to show (default 10)")
+    overview.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    overview.set_defaults(handler=_cmd_overview)
 
     users = sub.add_parser("users", parents=[store, window, tenant, tags, listing, output], help="users ranked by cost")
     users.set_defaults(handler=_cmd_ranked)
@@ -241,6 +250,36 @@ def _ledger(args: argparse.Namespace) -> Ledger:
 
 
 # ---------------------------------------------------------------- commands
+
+
+def _cmd_overview(args: argparse.Namespace, console: Console) -> int:
+    """The window at a glance: what the dashboard's front page shows."""
+    window, tags = _window(args), _tags(args)
+    ov = _ledger(args).overview(start=window.start, end=window.end, tenant_id=args.tenant, tags=tags, top=args.top)
+    if args.format == "json":
+        write_json({"window": window.as_dict(), **overview_record(ov)}, sys.stdout)
+        return 0
+    t = ov.totals
+    if not t.usage.requests:
+        console.print(f"No LLM calls match ({window.describe()}).")
+        return 0
+    console.print(
+        f"[green bold]{money(t.usage.cost)}[/] over {count(t.usage.requests)} requests · "
+        f"{count(t.active_users)} users in {count(t.tenants)} tenants · {window.describe()}"
+    )
+    if ov.unattributed_requests:
+        console.print(
+            f"  [yellow]{money(ov.unattributed_cost)} from {count(ov.unattributed_requests)} calls with no user[/]"
+        )
+    _unpriced_note(console, t.usage.unpriced_requests, where="in this window")
+    console.print()
+    width = console.width
+    shown = f"top {len(ov.top_users)} · {count(t.active_users)} attributed users in all"
+    console.print(top_users_table(ov.top_users, title="Top users by LLM cost", caption=shown, width=width))
+    tenants = Page(rows=ov.top_tenants, total=t.tenants, page=1, limit=args.top)
+    console.print(tenants_table(tenants, window, title="Top tenants by LLM cost", width=width))
+    console.print(daily_table(ov.daily, title="Cost per day", caption="UTC days with calls", width=width))
+    return 0
 
 
 def _cmd_ranked(args: argparse.Namespace, console: Console) -> int:
@@ -438,10 +477,10 @@ def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
     )
 
 
-def _unpriced_note(console: Console, unpriced: int) -> None:
+def _unpriced_note(console: Console, unpriced: int, *, where: str = "above") -> None:
     if unpriced:
         console.print(
-            f"[yellow]{count(unpriced)} calls above are unpriced[/] (a model with no known price): counted in "
+            f"[yellow]{count(unpriced)} calls {where} are unpriced[/] (a model with no known price): counted in "
             "requests and tokens, not in cost. Give it a price with SPANLEDGER_PRICE_FILE."
         )
 

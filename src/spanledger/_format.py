@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._ledger import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Page, TenantRow, Usage, UserRow
+from ._ledger import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, TenantRow, TopUser, Usage, UserRow
 
 NO_TENANT_LABEL = "(none)"
 """How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""
@@ -124,6 +124,30 @@ def tenant_record(row: TenantRow) -> dict[str, Any]:
 
 def model_record(row: ModelRow) -> dict[str, Any]:
     return {"provider": row.provider, "model": row.model, **usage_record(row.usage)}
+
+
+def top_user_record(row: TopUser) -> dict[str, Any]:
+    return {
+        "user_id": row.user_id,
+        "label": row.label,
+        "tenant_id": row.tenant_id,
+        "requests": row.requests,
+        "cost_usd": row.cost,
+        "unpriced_requests": row.unpriced_requests,
+    }
+
+
+def overview_record(ov: Overview) -> dict[str, Any]:
+    """Everything :class:`Overview` holds, for JSON (distinct traces are not counted: ``null``)."""
+    totals = {**usage_record(ov.totals.usage), "active_users": ov.totals.active_users, "tenants": ov.totals.tenants}
+    return {
+        "totals": totals,
+        "unattributed_cost_usd": ov.unattributed_cost,
+        "unattributed_requests": ov.unattributed_requests,
+        "top_users": [top_user_record(row) for row in ov.top_users],
+        "top_tenants": [tenant_record(row) for row in ov.top_tenants],
+        "daily": [daily_record(row) for row in ov.daily],
+    }
 
 
 def daily_record(row: DailyRow, key_name: str | None = None) -> dict[str, Any]:
@@ -287,6 +311,24 @@ def users_table(
     footer = ["", _total_label(page), "", *_totals(r.usage for r in rows), ""]
     caption = _caption(window, page, "users" if page.total != 1 else "user", sort)
     return _build(title, caption, cols, cells, footer, width)
+
+
+def top_users_table(rows: Sequence[TopUser], *, title: str, caption: str, width: int = 120) -> Table:
+    """The costliest users of an overview: rank, user, tenant, requests, cost, unpriced calls."""
+    cols = [_Col("#", style="dim"), _Col("User", number=False), _Col("Tenant", number=False), _Col("Requests")]
+    cols += [_Col("Cost", style="green"), _Col("Unpriced", style="yellow")]
+    cells = [
+        [
+            str(rank),
+            escape(row.label) if row.attributed else f"[italic]{UNATTRIBUTED_LABEL}[/]",
+            escape(row.tenant_id) or NO_TENANT_LABEL,
+            count(row.requests),
+            money(row.cost),
+            count(row.unpriced_requests) if row.unpriced_requests else "—",
+        ]
+        for rank, row in enumerate(rows, start=1)
+    ]
+    return _build(title, caption, cols, cells, [""] * len(cols), width)
 
 
 def tenants_table(

@@ -330,7 +330,7 @@ GROUP BY tenant_id, user_id"""
         )
         sql = f"""
 SELECT grouping(provider, model) = 0 AS per_model, grouping(day) = 0 AS per_day, provider, model, day,
-       arrayStringConcat(arraySort(groupUniqArray(tenant_id)), ',') AS tenants, {outer(traces=True)}
+       arraySort(groupUniqArray(tenant_id)) AS tenants, {outer(traces=True)}
 FROM ({union})
 GROUP BY GROUPING SETS ((provider, model), (day), ())"""
         rows = [r for r in self._rows(sql, q.params) if r["requests"]]
@@ -339,16 +339,20 @@ GROUP BY GROUPING SETS ((provider, model), (day), ())"""
         active = 1 if user_id else 0  # the distinct attributed users of a day with calls: this one
         daily = [DailyRow(r["day"], Decimal(r["cost"]), int(r["requests"]), active) for r in rows if r["per_day"]]
         daily.sort(key=lambda d: d.day)
-        summary = None
-        for r in rows:
-            if not r["per_model"] and not r["per_day"]:
-                summary = UserRow(
-                    user_id=user_id,
-                    tenant_id=r["tenants"],
-                    usage=_usage(r),
-                    distinct_models=len(models),
-                    top_model=models[0].model if models else "",
-                )
+        total = next((r for r in rows if not r["per_model"] and not r["per_day"]), None)
+        if total is None:  # no calls in the window: nothing recent either
+            return UserDetail(user_id=user_id, summary=None, models=models, daily=daily, calls=[])
+        summary = UserRow(
+            user_id=user_id,
+            tenant_id=",".join(total["tenants"]),
+            usage=_usage(total),
+            distinct_models=len(models),
+            top_model=models[0].model if models else "",
+        )
+        if tenant_id is None:
+            # the user's tenants, now known, complete the key prefix (day, tenant, user): without them a
+            # light user's recent calls read ~30 % of the raw table's granules at 10M calls
+            q.where_in("tenant_id", list(total["tenants"]))
         recent = self._recent_calls(q, max(0, min(calls, MAX_LIMIT)))
         return UserDetail(user_id=user_id, summary=summary, models=models, daily=daily, calls=recent)
 

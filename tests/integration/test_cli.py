@@ -185,6 +185,33 @@ def test_user_table_and_unknown_user(seeded: Seeded) -> None:
     assert "No LLM calls for nobody-at-all" in missing
 
 
+def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
+    out = json.loads(ok("overview", "--top", "3", "--format", "json", "--store", seeded.dsn))
+    users, tenants, plan = seeded.users["rows"], seeded.tenants["rows"], plan_traffic()
+
+    def key(u: dict[str, Any]) -> tuple[Any, ...]:
+        return (u["user_id"], u["label"], u["tenant_id"], _money(u), u["requests"], u["unpriced_requests"])
+
+    assert [key(u) for u in out["top_users"]] == [key(u) for u in users[:3]]
+    assert [(t["tenant_id"], _money(t)) for t in out["top_tenants"]] == [
+        (t["tenant_id"], _money(t)) for t in tenants[:3]
+    ]
+    totals = out["totals"]
+    assert _money(totals) == sum(_money(t) for t in tenants) and totals["requests"] == len(plan)
+    assert totals["active_users"] == sum(1 for u in users if u["user_id"]) and totals["tenants"] == len(tenants)
+    assert out["unattributed_requests"] == sum(1 for c in plan if c.user_id is None) > 0
+    unattributed = sum(_money(u) for u in users if not u["user_id"])
+    assert Decimal(out["unattributed_cost_usd"]) == unattributed
+    assert sum(Decimal(d["cost_usd"]) for d in out["daily"]) == _money(totals)
+
+    table = ok("overview", "--store", seeded.dsn)
+    assert f"${_money(totals).quantize(Decimal('0.0001')):,}" in table
+    assert users[0]["user_id"] in table and tenants[0]["tenant_id"] in table
+    for heading in ("Top users by LLM cost", "Top tenants by LLM cost", "Cost per day", "with no user"):
+        assert heading in table
+    assert "No LLM calls match" in ok("overview", "--tenant", "no-such-tenant", "--store", seeded.dsn)
+
+
 def test_daily_totals_match(seeded: Seeded) -> None:
     out = json.loads(ok("daily", "--format", "json", "--store", seeded.dsn))
     assert 1 <= len(out["rows"]) <= 2  # the last 24 h touch one or two UTC days
