@@ -185,12 +185,4 @@ def overview_out(ov: Overview) -> OverviewOut:
 
 
 def _top_user_out(u: TopUser) -> TopUserOut:
-    return TopUserOut(
-        user_id=u.user_id,
-        label=u.label,
-        attributed=u.attributed,
-        tenant_id=u.tenant_id,
-        cost=u.cost,
-        requests=u.requests,
-        unpriced_requests=u.unpriced_requests,
-    )
+    return TopUserOut(**{name: getattr(u, name) for name in TopUserOut.model_fields})  # the same names
