@@ -163,6 +163,10 @@ class Query:
     def extra(self) -> str:
         return "".join(f" AND {f}" for f in self.filters)
 
+    def uses_daily(self, daily: str | None) -> bool:
+        """Whether :meth:`union` reads whole days from the daily rollup ``daily`` (it keeps no tags)."""
+        return daily is not None and not self.has_tags and self.window.days < self.window.days_end
+
     def union(
         self,
         hourly: str,
@@ -172,18 +176,20 @@ class Query:
         *,
         daily: str | None = None,
         grouped: bool = True,
+        daily_part: bool = True,
     ) -> str:
         """The tiers' rows UNION ALL'd, each grouped by ``keys`` (``day`` may be one of them).
 
         ``daily`` names a per-day rollup with the same metric columns, used for the whole days
         unless a tag filter is set (it keeps no tags). ``grouped=False`` leaves each tier's rows
         ungrouped (``inner_*`` are then row expressions), so the caller aggregates once: a ranking over
-        one metric measured 17 % faster that way at 10M calls.
+        one metric measured 17 % faster that way at 10M calls. ``daily_part=False`` leaves the daily
+        tier's rows out (the hourly tier still stops at its days), for a caller that reads them itself.
         """
         w = self.window
         at = {"w_start": w.start, "w_hours": w.hours, "w_days": w.days}
         at |= {"w_days_end": w.days_end, "w_hours_end": w.hours_end, "w_end": w.end}
-        use_daily = daily is not None and not self.has_tags and w.days < w.days_end
+        use_daily = self.uses_daily(daily)
 
         def select(day_expr: str) -> str:
             return ", ".join(day_expr if k == "day" else k for k in keys)
@@ -198,7 +204,7 @@ class Query:
     SELECT {select("toDate(hour) AS day")}, {inner_rollup}
     FROM {self.db}.{hourly}
     WHERE ({hour_range}){self.extra()}{group}""")
-        if use_daily:
+        if use_daily and daily_part:
             parts.append(f"""
     SELECT {select("day")}, {inner_rollup}
     FROM {self.db}.{daily}
@@ -210,7 +216,9 @@ class Query:
             raw_range = " OR ".join(
                 f"(toDate(timestamp) >= toDate32({{{a}:{_T}}}) AND toDate(timestamp) <= toDate32({{{b}:{_T}}})"
                 f" AND timestamp >= {{{a}:{_T}}} AND timestamp < {{{b}:{_T}}})"
-                for a, b in edges or [("w_start", "w_end")]
+                # nothing at the edges: all of it, or (when the daily tier covers it but its rows were left
+                # out) an empty range, so that the union stays one valid SELECT
+                for a, b in edges or [("w_start", "w_start" if use_daily else "w_end")]
             )
             parts.append(f"""
     SELECT {select("toDate(timestamp) AS day")}, {inner_raw}

@@ -213,7 +213,8 @@ SELECT {groups},
     countIf(cost IS NULL) AS unpriced, sumIf(input_tokens + output_tokens, cost IS NULL) AS unpriced_tokens,
     sum(duration_us) AS latency, uniqExact(trace_id) AS traces,
     min(timestamp) AS first, max(timestamp) AS last,
-    uniqExactIf(user_id, user_id != '') AS active_users
+    uniqExactIf(user_id, user_id != '') AS active_users,
+    uniqExactIf((tenant_id, user_id), user_id != '') AS active_pairs
 FROM {data.db}.llm_calls
 WHERE {" AND ".join(where)}
 GROUP BY {groups}"""
@@ -349,10 +350,11 @@ def check_daily(
     assert [d.day for d in days] == sorted(d.day for d in days)
     for key, row in got.items():
         r = ref[key]
+        # a day's active users are (tenant, user) pairs; per user, that user's id
         assert (row.cost, row.requests, row.active_users) == (
             Decimal(r["priced_cost"] or 0),
             r["requests"],
-            r["active_users"],
+            r["active_users"] if per == "user" else r["active_pairs"],
         ), (key, window, per)
 
 

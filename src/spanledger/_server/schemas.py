@@ -67,7 +67,7 @@ class DailyOut(BaseModel):
     key: str = Field(description="The user or tenant id when asked `per` user or tenant.")
     cost: Decimal
     requests: int
-    active_users: int
+    active_users: int = Field(description="Distinct attributed (tenant, user) pairs with calls that day: exact.")
 
 
 class CallOut(BaseModel):
