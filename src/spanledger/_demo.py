@@ -390,6 +390,7 @@ def run_demo(
 def _next_steps(console: Console, dsn: str | None, user_id: str) -> None:
     store = f" --store {shlex.quote(dsn)}" if dsn else ""
     steps = [
+        (f"spanledger overview --from 24h{store}", "total and unattributed spend, top users and tenants"),
         (f"spanledger users --from 24h --tag plan=pro{store}", "who on the pro plan costs the most"),
         (f"spanledger user {shlex.quote(user_id)}{store}", "one user: models, days, recent calls"),
         (f"spanledger tenants --format json{store}", "the same numbers, exact to 1e-12 USD, for scripts"),
