@@ -634,7 +634,7 @@ ORDER BY {", ".join(keys)}"""
             parts.append(f"""
     SELECT {group}, sum(cost) AS cost, sum(requests) AS requests, countIf(user_id != '') AS users
     FROM {q.db}.{USER_DAILY_ROLLUP} FINAL
-    WHERE day >= toDate32({{w_days:DateTime64(6, 'UTC')}}) AND day < toDate32({{w_days_end:DateTime64(6, 'UTC')}}){q.extra()}
+    WHERE {q.day_range()}{q.extra()}
     GROUP BY {group}""")
         sql = f"""
 SELECT {group}, sum(cost) AS cost, sum(requests) AS requests, sum(users) AS active_users

@@ -121,14 +121,16 @@ class Query:
     def __init__(self, db: str, w: Window) -> None:
         self.db = db
         self.window = w
-        self.params: dict[str, Any] = {
-            "w_start": ts(w.start),
-            "w_end": ts(w.end),
-            "w_hours": ts(w.hours),
-            "w_hours_end": ts(w.hours_end),
-            "w_days": ts(w.days),
-            "w_days_end": ts(w.days_end),
+        self.bounds: dict[str, datetime] = {
+            "w_start": w.start,
+            "w_end": w.end,
+            "w_hours": w.hours,
+            "w_hours_end": w.hours_end,
+            "w_days": w.days,
+            "w_days_end": w.days_end,
         }
+        """The window's tier bounds by the name of the query parameter that carries each."""
+        self.params: dict[str, Any] = {name: ts(at) for name, at in self.bounds.items()}
         self.filters: list[str] = []
         self.has_tags = False
 
@@ -167,6 +169,10 @@ class Query:
         """Whether :meth:`union` reads whole days from the daily rollup ``daily`` (it keeps no tags)."""
         return daily is not None and not self.has_tags and self.window.days < self.window.days_end
 
+    def day_range(self) -> str:
+        """The daily tier's days, ``[days, days_end)``, as a condition on a daily rollup's ``day``."""
+        return f"day >= toDate32({{w_days:{_T}}}) AND day < toDate32({{w_days_end:{_T}}})"
+
     def union(
         self,
         hourly: str,
@@ -186,9 +192,7 @@ class Query:
         one metric measured 17 % faster that way at 10M calls. ``daily_part=False`` leaves the daily
         tier's rows out (the hourly tier still stops at its days), for a caller that reads them itself.
         """
-        w = self.window
-        at = {"w_start": w.start, "w_hours": w.hours, "w_days": w.days}
-        at |= {"w_days_end": w.days_end, "w_hours_end": w.hours_end, "w_end": w.end}
+        at = self.bounds
         use_daily = self.uses_daily(daily)
 
         def select(day_expr: str) -> str:
@@ -208,7 +212,7 @@ class Query:
             parts.append(f"""
     SELECT {select("day")}, {inner_rollup}
     FROM {self.db}.{daily}
-    WHERE day >= toDate32({{w_days:{_T}}}) AND day < toDate32({{w_days_end:{_T}}}){self.extra()}{group}""")
+    WHERE {self.day_range()}{self.extra()}{group}""")
         edges = [(a, b) for a, b in (("w_start", "w_hours"), ("w_hours_end", "w_end")) if at[a] < at[b]]
         if edges or not parts:
             # the day bounds are implied by the timestamp bounds; written out, they let the primary key
