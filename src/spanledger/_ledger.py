@@ -43,6 +43,10 @@ _RANK_KEYS = {
     "last_seen": ("last_seen", "r.timestamp", "max"),
 }
 
+# a tenant's distinct users as per-tier states, from the per-tenant rollups and from the raw table
+_USERS_ROLLUP = "uniqMergeState(users) AS users"
+_USERS_RAW = f"{USERS_STATE} AS users"
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -467,8 +471,8 @@ LIMIT {limit} OFFSET {offset}"""
         inner_rollup, inner_raw = rollup_inner(traces=traces), raw_inner(traces=traces)
         active = ""
         if users:
-            inner_rollup += ", uniqMergeState(users) AS users"
-            inner_raw += f", {USERS_STATE} AS users"
+            inner_rollup += f", {_USERS_ROLLUP}"
+            inner_raw += f", {_USERS_RAW}"
             active = ", uniqMerge(users) AS active_users"
         sql = f"""
 SELECT tenant_id, {outer(traces=traces)}{active}
@@ -556,8 +560,8 @@ LIMIT {top}"""
         union = q.union(
             TENANT_ROLLUP,
             ["tenant_id"],
-            "uniqMergeState(users) AS users",
-            f"{USERS_STATE} AS users",
+            _USERS_ROLLUP,
+            _USERS_RAW,
             daily=TENANT_DAILY_ROLLUP,
         )
         sql = f"SELECT tenant_id, uniqMerge(users) AS active_users FROM ({union}) GROUP BY tenant_id"
