@@ -171,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     status.set_defaults(handler=_cmd_status)
 
+    quarantine = sub.add_parser(
+        "quarantine",
+        parents=[store],
+        help="calls set aside (refused by the store, or past a bound): list them, or price and insert them again",
+        description="Calls the store refused for their data, or whose value lies past a documented bound (a cost "
+        "of $1,000,000 or more for one call), are kept in a quarantine next to the spool instead of blocking the "
+        "rest. `list` shows them; `replay` prices them again with the current price rules and inserts the ones "
+        "now within bounds (calls the store already holds are dropped: a replay never counts a call twice).",
+    )
+    quarantine.add_argument("action", choices=("list", "replay"))
+    quarantine.add_argument(
+        "--spool-dir", metavar="DIR", help="spool directory (default: $SPANLEDGER_SPOOL_DIR, then beside the store)"
+    )
+    quarantine.add_argument("--price-file", metavar="FILE", help="price rules for the replay ($SPANLEDGER_PRICE_FILE)")
+    quarantine.add_argument("--dry-run", action="store_true", help="replay: say what would happen, change nothing")
+    quarantine.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    quarantine.set_defaults(handler=_cmd_quarantine)
+
     serve = sub.add_parser(
         "serve",
         parents=[store],
@@ -420,7 +438,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     import json
     from pathlib import Path
 
-    from ._exporter import default_spool_dir
+    from ._ingest.paths import default_spool_dir
     from ._status import spool_status, store_status
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
@@ -457,6 +475,75 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
         console.print(f"    {counters}")
     if not spool["owners"]:
         console.print("  no exporter has written here")
+    _print_quarantine(console, spool["quarantine"])
+    return 0
+
+
+def _print_quarantine(console: Console, q: dict[str, Any]) -> None:
+    if not q["calls"]:
+        console.print(f"[bold]quarantine[/]  {q['dir']}  (empty)")
+        return
+    reasons = ", ".join(f"{reason} {count(n)}" for reason, n in sorted(q["by_reason"].items()))
+    console.print(
+        f"[bold]quarantine[/]  {q['dir']}\n  [yellow]{count(q['calls'])} calls set aside[/] in {count(q['entries'])} "
+        f"entries ({reasons}); oldest {q['oldest_age_s']:,.0f} s ago. They are not in any total: look at them "
+        "with `spanledger quarantine list`, fix the cause (a price rule, say), then `spanledger quarantine replay`."
+    )
+
+
+def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
+    """``quarantine list`` and ``quarantine replay``: the calls set aside, and pricing them again."""
+    from pathlib import Path
+
+    from ._ingest.paths import default_spool_dir
+    from ._ingest.quarantine import Quarantine
+
+    dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
+    spool_root = env_str("SPANLEDGER_SPOOL_DIR", args.spool_dir, "")
+    root = Path(spool_root) if spool_root else default_spool_dir(dsn)
+    if args.action == "list":
+        entries = Quarantine(root).entries()
+        if args.format == "json":
+            rows = [
+                {
+                    "file": str(e.path),
+                    "reason": e.reason,
+                    "error": e.error,
+                    "calls": e.calls,
+                    "quarantined_at": datetime.fromtimestamp(e.quarantined_at, UTC),
+                    "source": e.source,
+                }
+                for e in entries
+            ]
+            write_json({"quarantine": str(root / "quarantine"), "entries": rows}, sys.stdout)
+        elif not entries:
+            console.print(f"The quarantine {escape(str(root / 'quarantine'))} is empty.")
+        else:
+            for e in entries:
+                stamp = datetime.fromtimestamp(e.quarantined_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                console.print(
+                    f"{stamp} UTC  {count(e.calls)} calls  [yellow]{escape(e.reason)}[/]  {escape(e.path.name)}"
+                )
+                console.print(f"    {escape(e.error)}")
+        return 0
+    from ._ingest.pipeline import Pipeline
+
+    pipeline = Pipeline(open_store(dsn), spool_dir=root, price_file=args.price_file)
+    try:
+        report = pipeline.replay_quarantine(dry_run=args.dry_run)
+        flushed = args.dry_run or pipeline.force_flush(120_000)
+    finally:
+        pipeline.shutdown()
+    if args.format == "json":
+        write_json({**report, "dry_run": args.dry_run, "flushed": flushed}, sys.stdout)
+    else:
+        verb = "would replay" if args.dry_run else "replayed"
+        console.print(
+            f"{count(report['entries'])} entries, {count(report['calls'])} calls: {verb} {count(report['replayed'])}, "
+            f"{count(report['kept'])} still past a bound (kept in the quarantine)."
+        )
+        if not flushed:
+            console.print("[yellow]The store did not take them yet: they wait in the spool and are retried.[/]")
     return 0
 
 

@@ -7,7 +7,8 @@
      │    └── PriceFileError
      └── StoreError             ClickHouse refused or could not be reached (carries ``code``, ``name``)
           ├── StoreLockedError  the embedded chDB directory is held by another process
-          └── StoreUnavailableError  the server could not be reached
+          ├── StoreUnavailableError  the server could not be reached (retry later)
+          └── StoreDataError    the rows themselves were refused (retrying the same rows fails again)
 """
 
 from __future__ import annotations
@@ -36,3 +37,8 @@ class StoreLockedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """The ClickHouse server could not be reached or did not answer in time."""
+
+
+class StoreDataError(StoreError):
+    """ClickHouse, or the client packing the insert, refused the rows themselves (a value out of a column's
+    range, a type it cannot parse): the same rows would be refused again, so they are set aside, not retried."""

@@ -1,4 +1,5 @@
-"""What ``spanledger status`` reports: the spool on disk, the exporters writing to it, and the store.
+"""What ``spanledger status`` reports: the spool on disk, the exporters writing to it, the quarantine, and
+the store.
 
 Readable from any process: it only reads the spool directory (each exporter leaves a ``stats.json``
 snapshot there after every flush) and, when asked, queries the store.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import SpanledgerError
+from ._ingest.quarantine import Quarantine
 from ._store import Store
 
 
@@ -53,11 +55,17 @@ def spool_status(root: Path) -> dict[str, Any]:
                 "bytes": size,
                 "oldest_segment_age_s": round(oldest, 1) if oldest is not None else None,
                 "store_healthy": stats.get("store_healthy"),
+                "last_error": stats.get("last_error") or None,
                 "counters": stats.get("stats", {}),
                 "counters_age_s": round(now - stats["time"], 1) if "time" in stats else None,
             }
         )
-    return {"spool_dir": str(root), "pending_bytes": total_bytes, "owners": owners}
+    return {
+        "spool_dir": str(root),
+        "pending_bytes": total_bytes,
+        "owners": owners,
+        "quarantine": Quarantine(root).summary(),
+    }
 
 
 def store_status(store: Store) -> dict[str, Any]:

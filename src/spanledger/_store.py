@@ -16,17 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, OperationalError
 
 from ._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
-from ._errors import ConfigError, StoreError, StoreLockedError, StoreUnavailableError
+from ._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
 from ._schema import MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
 
 _log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # chDB keeps one engine per process: remember which location it was opened on.
 _CHDB_LOCK = threading.RLock()
 _chdb_location: str | None = None
+
+_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC)
+_KEY_RUN_GAP_US = 10 * 60 * 1_000_000
+"""Calls of one batch whose start times lie more than ten minutes apart are looked up as separate ranges."""
 
 RAW_COLUMN_NAMES = [name for name, _ in RAW_COLUMNS]
 RAW_COLUMN_TYPES = [ctype for _, ctype in RAW_COLUMNS]
@@ -93,10 +99,41 @@ def _lock_holder(location: str) -> str:
     return f"PID {pid} ({cmd[:120]})" if cmd else f"PID {pid}"
 
 
+DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        395,  # FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+        407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT
+    }
+)
+"""ClickHouse error codes that mean an insert's *rows* are bad. Every other server error (a missing table, too
+many parts, memory, Keeper, a timeout) is about the store, and the same rows are retried later."""
+_CLIENT_DATA_ERRORS = (TypeError, ValueError, OverflowError, struct.error)
+"""Raised by clickhouse-connect while packing rows it cannot represent in the column's type."""
+
+
 def _wrap(exc: Exception, what: str) -> StoreError:
+    """A clickhouse-connect (or transport) error as the :class:`StoreError` that says what to do about it."""
     code = getattr(exc, "code", None)
     name = getattr(exc, "name", None)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.split(". In scope ", 1)[0]  # ClickHouse repeats the whole statement after this
+    if isinstance(exc, DataError) or (code in DATA_ERROR_CODES and isinstance(exc, DatabaseError)):
+        return StoreDataError(f"{what}: {text[:500]}", code=code, name=name)
+    if isinstance(exc, _CLIENT_DATA_ERRORS) and not isinstance(exc, OSError):
+        return StoreDataError(f"{what}: {type(exc).__name__}: {text[:500]}", code=code, name=name)
     if isinstance(exc, OperationalError) or not isinstance(exc, ClickHouseError):
         return StoreUnavailableError(f"{what}: {text}", code=code, name=name)
     return StoreError(f"{what}: {text[:500]}", code=code, name=name)
@@ -221,7 +258,7 @@ class Store:
                 column_oriented=column_oriented,
                 settings=settings or None,
             )
-        except (ClickHouseError, DatabaseError, OSError) as exc:
+        except (ClickHouseError, OSError, *_CLIENT_DATA_ERRORS) as exc:
             raise _wrap(exc, f"insert into {self.database}.{table} failed") from None
 
     def insert_calls(self, columns: Sequence[Sequence[Any]], *, dedup_token: str | None = None) -> None:
@@ -233,6 +270,64 @@ class Store:
             RAW_COLUMN_TYPES,
             dedup_token=dedup_token,
             column_oriented=True,
+        )
+
+    def stored_call_keys(
+        self,
+        timestamps_us: Sequence[int],
+        tenant_ids: Sequence[str],
+        user_ids: Sequence[str],
+        keys: Sequence[tuple[int, int]],
+    ) -> set[tuple[int, int]]:
+        """Which of these calls (``(trace_id, span_id)``, started at ``timestamps_us``, by tenant and user) the raw
+        table already holds.
+
+        Looked up through the raw table's primary key ``(day, tenant, user, timestamp)``: for each day, the
+        ``(tenant, user)`` pairs of the calls and runs of their start times (a gap of more than
+        :data:`_KEY_RUN_GAP_US` starts a new run), so an old straggler in a batch never widens the range to a
+        whole day. The answer is exact for every row ever inserted (retention aside), whatever process wrote it.
+        """
+        if not keys:
+            return set()
+        by_day: dict[int, list[int]] = {}
+        for i, at in enumerate(timestamps_us):
+            by_day.setdefault(at // 86_400_000_000, []).append(i)
+        conditions: list[str] = []
+        params: dict[str, Any] = {}
+        for rows in by_day.values():
+            rows.sort(key=timestamps_us.__getitem__)
+            run: list[int] = []
+            for i in rows:
+                if run and timestamps_us[i] - timestamps_us[run[-1]] > _KEY_RUN_GAP_US:
+                    conditions.append(self._key_run(run, timestamps_us, tenant_ids, user_ids, params))
+                    run = []
+                run.append(i)
+            conditions.append(self._key_run(run, timestamps_us, tenant_ids, user_ids, params))
+        found: set[tuple[int, int]] = set()
+        wanted = set(keys)
+        for begin in range(0, len(conditions), 64):  # a bounded statement however scattered the batch is
+            where = " OR ".join(conditions[begin : begin + 64])
+            result = self.query(f"SELECT trace_id, span_id FROM {self.database}.{RAW_TABLE} WHERE {where}", params)
+            found.update(key for key in map(tuple, result.result_rows) if key in wanted)
+        return found
+
+    @staticmethod
+    def _key_run(
+        run: list[int],
+        timestamps_us: Sequence[int],
+        tenant_ids: Sequence[str],
+        user_ids: Sequence[str],
+        params: dict[str, Any],
+    ) -> str:
+        n = len(params)
+        lo, hi = timestamps_us[run[0]], timestamps_us[run[-1]]
+        params[f"k{n}"] = f"{_EPOCH_DAY + timedelta(microseconds=lo):%Y-%m-%d %H:%M:%S.%f}"
+        params[f"k{n + 1}"] = f"{_EPOCH_DAY + timedelta(microseconds=hi):%Y-%m-%d %H:%M:%S.%f}"
+        params[f"k{n + 2}"] = sorted({(tenant_ids[i], user_ids[i]) for i in run})
+        t = "DateTime64(6, 'UTC')"
+        return (
+            f"(toDate(timestamp) = toDate({{k{n}:{t}}}) AND timestamp >= {{k{n}:{t}}} AND timestamp <= {{k{n + 1}:{t}}}"
+            f" AND (tenant_id, user_id) IN {{k{n + 2}:Array(Tuple(String, String))}})"
         )
 
     def close(self) -> None:

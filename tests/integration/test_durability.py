@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from spanledger import CostExporter, Store
-from spanledger._codec import to_columns
+from spanledger._ingest.codec import to_columns
 from spanledger._normalize import Normalizer
 from spanledger._pricing import Pricer
 from spanledger._schema import ROLLUP_TABLES

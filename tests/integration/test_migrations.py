@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 
 from spanledger import Ledger, Store
-from spanledger._codec import to_columns
+from spanledger._ingest.codec import to_columns
 from spanledger._normalize import Normalizer
 from spanledger._pricing import Pricer
 from spanledger._schema import DAILY_KEYS, MIGRATIONS_TABLE, migrations

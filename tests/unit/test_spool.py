@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spanledger._spool import Spool, SpoolFullError
+from spanledger._ingest.spool import Spool, SpoolFullError
 
 
 def test_records_survive_seal_and_read_back_in_order(tmp_path: Path) -> None:

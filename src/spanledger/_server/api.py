@@ -79,6 +79,35 @@ def tenant_rows(led: Ledger, principal: Principal, **kwargs: Any) -> tuple[list[
     return page.rows, page.total
 
 
+def admin(principal: Principal) -> None:
+    if principal.role != "admin":
+        raise HTTPException(status_code=403, detail="this needs an admin token")
+
+
+@router.get("/status", summary="The ingest pipeline: counters, spool, store health and the quarantine (admin)")
+def status(request: Request, principal: Reader) -> dict[str, Any]:
+    admin(principal)
+    pipeline = request.app.state.exporter.pipeline
+    return {
+        "store_healthy": pipeline.flusher.healthy,
+        "store_error": pipeline.flusher.last_error or None,
+        "spool_bytes": pipeline.spool_bytes,
+        "counters": dict(pipeline.stats),
+        "quarantine": pipeline.quarantine.summary(),
+    }
+
+
+@router.post(
+    "/quarantine/replay",
+    summary="Price the quarantined calls again and insert those now within bounds (admin)",
+)
+def quarantine_replay(request: Request, principal: Reader, dry_run: bool = False) -> dict[str, Any]:
+    admin(principal)
+    pipeline = request.app.state.exporter.pipeline
+    report: dict[str, Any] = pipeline.replay_quarantine(dry_run=dry_run)
+    return {**report, "dry_run": dry_run}
+
+
 @router.get("/whoami", response_model=WhoAmI, summary="The role and tenant of the token in use")
 def whoami(principal: Reader) -> WhoAmI:
     return WhoAmI(role=principal.role, tenant=principal.tenant)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +19,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,27 +64,18 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class Ingestor:
-    """Hands decoded spans to a :class:`CostExporter` and counts the spans it rejected."""
-
-    def __init__(self, exporter: CostExporter) -> None:
-        self.exporter = exporter
-        self._lock = threading.Lock()
-
-    def _rejected(self) -> int:
-        return int(self.exporter.stats.get("rejected:unreadable", 0))
-
-    def export(self, spans: list[ReadableSpan]) -> tuple[bool, int]:
-        """``(stored, rejected)``: whether the exporter accepted the batch, and how many spans it refused."""
-        with self._lock:
-            before = self._rejected()
-            result = self.exporter.export(spans)
-            return result is SpanExportResult.SUCCESS, self._rejected() - before
-
-
 def _decode(data: bytes, encoding: str) -> otlp.Decoded:
-    request, decoded = otlp.parse(data, encoding)
-    return otlp.to_spans(request, decoded)
+    """The request's spans; any failure to decode the body is the body's fault: a 400, never a 500."""
+    try:
+        request, decoded = otlp.parse(data, encoding)
+        return otlp.to_spans(request, decoded)
+    except otlp.OtlpError:
+        raise
+    except RecursionError:
+        raise otlp.OtlpError(400, "the body is nested too deeply to decode") from None
+    except Exception as exc:
+        _log.warning("an OTLP body could not be decoded", exc_info=True)
+        raise otlp.OtlpError(400, f"the body could not be decoded: {type(exc).__name__}") from None
 
 
 async def ingest_traces(request: Request) -> Response:
@@ -105,12 +93,14 @@ async def ingest_traces(request: Request) -> Response:
         decoded = await run_in_threadpool(_decode, data, encoding)
         rejected, refused = decoded.rejected, 0
         if decoded.spans:
-            stored, refused = await run_in_threadpool(request.app.state.ingestor.export, decoded.spans)
-            if not stored:
+            exporter: CostExporter = request.app.state.exporter
+            result = (await run_in_threadpool(exporter.ingest, decoded.spans)).result
+            if result.retryable:
                 raise otlp.OtlpError(503, "spanledger could not store the spans right now; retry later")
+            refused = result.rejected_total
             if refused:
                 rejected += refused
-                decoded.messages.append(f"{refused} span(s) could not be read as LLM calls (see the server log)")
+                decoded.messages.extend(result.messages)
         if rejected:
             _log.info("OTLP request: %d spans accepted, %d rejected", len(decoded.spans) - refused, rejected)
         body_out = otlp.success_body(rejected, decoded.messages, encoding)
@@ -121,6 +111,21 @@ async def ingest_traces(request: Request) -> Response:
             headers["WWW-Authenticate"] = "Bearer"
         _log.debug("OTLP request refused with %s: %s", exc.status, exc.message)
         return Response(otlp.error_body(exc.status, exc.message, encoding), exc.status, headers, encoding)
+
+
+def healthz(request: Request) -> dict[str, Any]:
+    """Liveness (always 200 while the process answers) and what an operator must know at a glance: whether
+    the store takes inserts, what waits in the spool, and how many calls sit in the quarantine."""
+    pipeline = request.app.state.exporter.pipeline
+    quarantined = pipeline.quarantine.summary()["calls"]
+    healthy = pipeline.flusher.healthy
+    return {
+        "status": "ok" if healthy and not quarantined else "degraded",
+        "store": "ok" if healthy else "failing",
+        "store_error": pipeline.flusher.last_error or None,
+        "spool_bytes": pipeline.spool_bytes,
+        "quarantined_calls": quarantined,
+    }
 
 
 def _is_api(request: Request) -> bool:
@@ -201,14 +206,13 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     app.state.settings = settings
     app.state.store = store
     app.state.exporter = exporter
-    app.state.ingestor = Ingestor(exporter)
     app.state.ledger = Ledger(store)
     app.state.auth = Authenticator(settings.tokens, no_auth=settings.no_auth)
     app.state.tenant_choices = {}
     app.add_middleware(_SecurityHeaders)
     _install_handlers(app)
     app.add_api_route("/v1/traces", ingest_traces, methods=["POST"], include_in_schema=False)
-    app.add_api_route("/healthz", lambda: {"status": "ok"}, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

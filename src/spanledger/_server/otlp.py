@@ -7,7 +7,8 @@ sent over the wire are normalised, priced and stored exactly like spans exported
 Status codes (OTLP specification, "OTLP/HTTP Response"): 200 with ``partial_success`` when some spans
 were rejected; 400 for a body that cannot be decoded; 413 when the body, before or after decompression,
 exceeds the limit; 415 for an unsupported ``Content-Type`` or ``Content-Encoding``; 503 (retryable) when
-the spans could not be stored. Error bodies are a ``google.rpc.Status`` in the request's encoding.
+the spans could not be stored. A body nested too deeply for the decoder (``[`` × 100k, a 300-deep
+``kvlistValue``) is a 400, in JSON as in protobuf (whose decoder stops at 100 levels). Error bodies are a ``google.rpc.Status`` in the request's encoding.
 """
 
 from __future__ import annotations
@@ -119,9 +120,11 @@ def parse(body: bytes, encoding: str) -> tuple[ExportTraceServiceRequest, Decode
             raise OtlpError(400, f"the body is not a valid ExportTraceServiceRequest: {exc}") from None
     try:
         doc = json.loads(body)
+        return _parse_json(doc, decoded), decoded
     except (UnicodeDecodeError, ValueError) as exc:
         raise OtlpError(400, f"the body is not valid JSON: {exc}") from None
-    return _parse_json(doc, decoded), decoded
+    except RecursionError:
+        raise OtlpError(400, "the JSON body is nested too deeply to be an ExportTraceServiceRequest") from None
 
 
 def _parse_json(doc: Any, decoded: Decoded) -> ExportTraceServiceRequest:

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._errors import SpanledgerError
+from .._errors import SpanledgerError
 
 _log = logging.getLogger(__name__)
 

@@ -1,0 +1,96 @@
+"""What the pipeline accepted and the store has not confirmed yet: the durable spool, plus an in-memory copy
+of its newest blocks so that, while the store keeps up, a flush never reads back what was just written.
+
+While the store is failing the copy is dropped (memory stays flat however long the outage lasts) and
+sealed segments are read back from disk when it returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import codec
+from .spool import Spool
+
+MEMORY_ROWS = 200_000
+"""Rows kept in memory at most; beyond that a flush reads the segment back from the spool."""
+
+
+class Backlog:
+    """The spool and its in-memory copy, safe to use from the submitting threads and the flusher."""
+
+    def __init__(self, spool: Spool, *, memory_rows: int = MEMORY_ROWS) -> None:
+        self.spool = spool
+        self.memory_rows = memory_rows
+        self.lock = threading.Lock()
+        self.keep_in_memory = True
+        """Set by the flusher: False while the store is failing."""
+        self._active: list[list[list[Any]]] = []
+        self._active_rows = 0
+        self._sealed: dict[Path, list[list[list[Any]]]] = {}
+        self._sealed_rows = 0
+
+    def append(self, columns: list[list[Any]], payload: bytes) -> int:
+        """Durably append one encoded block (raises ``SpoolFullError`` at the cap); returns the rows waiting
+        in the active file."""
+        rows = codec.row_count(columns)
+        with self.lock:
+            self.spool.append(payload)
+            self._active_rows += rows
+            if self.keep_in_memory and self._sealed_rows + self._active_rows <= self.memory_rows:
+                self._active.append(columns)
+            return self._active_rows
+
+    def seal(self) -> None:
+        """Make the active file a segment, keeping its in-memory copy when that copy is complete."""
+        with self.lock:
+            segment = self.spool.seal()
+            if segment is not None and self._active and sum(map(codec.row_count, self._active)) == self._active_rows:
+                self._sealed[segment] = self._active
+                self._sealed_rows += self._active_rows
+            self._active = []
+            self._active_rows = 0
+
+    def segments(self) -> list[Path]:
+        with self.lock:
+            return self.spool.ready_segments()
+
+    def load(self, segment: Path) -> tuple[list[list[list[Any]]], bool, int]:
+        """A segment's blocks, whether they were read back from disk (a replay), and how many records of it
+        could not be decoded (skipped)."""
+        with self.lock:
+            blocks = self._sealed.get(segment)
+        if blocks is not None:
+            return blocks, False, 0
+        blocks, unreadable = [], 0
+        for payload in self.spool.read(segment):
+            try:
+                blocks.append(codec.decode(payload))
+            except ValueError:
+                unreadable += 1
+        return blocks, True, unreadable
+
+    def done(self, segment: Path) -> None:
+        """Every row of the segment is in the store (or set aside): delete it."""
+        with self.lock:
+            self.spool.remove(segment)
+            blocks = self._sealed.pop(segment, None)
+            if blocks is not None:
+                self._sealed_rows -= sum(map(codec.row_count, blocks))
+
+    def forget_memory(self) -> None:
+        """While the store is down, keep memory flat: sealed segments are read back from disk later."""
+        with self.lock:
+            self._sealed.clear()
+            self._sealed_rows = 0
+            self._active = []
+
+    def pending(self) -> bool:
+        with self.lock:
+            return self.spool.active_bytes > 0 or bool(self.spool.ready_segments())
+
+    def close(self) -> None:
+        with self.lock:
+            self.spool.close()

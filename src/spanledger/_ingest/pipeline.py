@@ -1,0 +1,471 @@
+"""The ingest pipeline: the one way an LLM call gets into the store, whichever door it came through.
+
+``submit(calls)`` (called by :class:`~spanledger.CostExporter`, the OTLP ingest of ``spanledger serve`` and
+``record_call``) drops calls seen before, prices the rest, sets aside any that lie outside the documented
+bounds, appends them to the crash-safe spool (``fsync``'d before it returns) and hands them to the
+hooks; a :class:`~.flusher.Flusher` thread inserts them. It returns a :class:`BatchResult` for that batch
+alone, so no caller has to diff shared counters.
+
+One pipeline per store and spool per process (:func:`acquire`): an exporter and a recorder in the same
+process share its spool, flusher, memory of recent calls and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._config import env_bool, env_int, env_str
+from .._pricing import Pricer
+from .._record import LLMCall
+from .._store import Store, _redact
+from . import codec, metrics
+from .backlog import Backlog
+from .flusher import Flusher, write_stats
+from .paths import default_spool_dir
+from .quarantine import Quarantine
+from .spool import Spool, SpoolFullError
+
+_log = logging.getLogger(__name__)
+
+RECENT_KEYS = 100_000
+"""Calls remembered in memory for the quick duplicate check (the store answers for older ones)."""
+_HOOK_QUEUE = 10_000
+
+Hook = Callable[[Sequence[LLMCall]], None]
+"""Called with each batch of accepted calls, priced, on the pipeline's hook thread (never the caller's)."""
+
+RETRYABLE = frozenset({"spool_full", "spool_error", "shutdown", "export_error"})
+"""Rejection reasons that a client should retry later (the OTLP ingest answers 503 for them). The others
+(``out_of_range:*`` set aside in the quarantine, an adapter's ``unreadable``) would be refused again."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What became of one submitted batch."""
+
+    accepted: int = 0
+    """Calls spooled: they will be in the store once the flusher has run."""
+    duplicates: int = 0
+    """Calls already accepted before (the same span again, or the same call from another instrumentation)."""
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Refused calls by reason: :data:`RETRYABLE` ones (retry later), ``out_of_range:<column>``
+    (set aside in the quarantine), or an adapter's own (``unreadable``)."""
+    messages: tuple[str, ...] = ()
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def retryable(self) -> bool:
+        """Whether some calls were refused only for now (a full spool, a pipeline shutting down …)."""
+        return any(reason in RETRYABLE for reason in self.rejected)
+
+    def plus(self, reason: str, count: int, message: str = "") -> BatchResult:
+        """This result with ``count`` more calls rejected for ``reason``."""
+        if not count:
+            return self
+        rejected = dict(self.rejected)
+        rejected[reason] = rejected.get(reason, 0) + count
+        return BatchResult(self.accepted, self.duplicates, rejected, (*self.messages, *([message] if message else [])))
+
+
+class _Recent:
+    """Keys of recently accepted calls: ``(trace id, span id)`` and ``(0, "provider:response id")``."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[tuple[int, int | str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def keys(call: LLMCall) -> list[tuple[int, int | str]]:
+        out: list[tuple[int, int | str]] = [(call.trace_id, call.span_id)]
+        if call.response_id:  # provider response ids are unique: two spans with one id are one call
+            out.append((0, f"{call.provider}:{call.response_id}"))
+        return out
+
+    def claim(self, calls: Sequence[LLMCall]) -> tuple[list[LLMCall], int]:
+        """The calls not seen before (now remembered), and how many were."""
+        fresh, duplicates = [], 0
+        with self._lock:
+            for call in calls:
+                keys = self.keys(call)
+                if any(k in self._keys for k in keys):
+                    duplicates += 1
+                    continue
+                for k in keys:
+                    self._keys[k] = None
+                fresh.append(call)
+            while len(self._keys) > self.capacity:
+                self._keys.popitem(last=False)
+        return fresh, duplicates
+
+    def release(self, calls: Sequence[LLMCall]) -> None:
+        """Forget calls that were refused after all, so that a retry is not mistaken for a duplicate."""
+        with self._lock:
+            for call in calls:
+                for k in self.keys(call):
+                    self._keys.pop(k, None)
+
+
+class _Hooks:
+    """Runs the hooks on one daemon thread, so a slow hook never delays a caller."""
+
+    def __init__(self, stats: Counter[str]) -> None:
+        import queue
+
+        self.stats = stats
+        self.hooks: list[Hook] = []
+        self._queue: queue.Queue[Sequence[LLMCall] | None] = queue.Queue(maxsize=_HOOK_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def add(self, hook: Hook) -> None:
+        with self._lock:
+            self.hooks.append(hook)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="spanledger-hooks", daemon=True)
+                self._thread.start()
+
+    def remove(self, hook: Hook) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self.hooks.remove(hook)
+
+    def publish(self, calls: Sequence[LLMCall]) -> None:
+        if not self.hooks or not calls:
+            return
+        try:
+            self._queue.put_nowait(calls)
+        except Exception:  # queue.Full: the hooks are far behind; say so rather than block the caller
+            self.stats["hooks_dropped"] += len(calls)
+            _log.error("spanledger hooks are %d batches behind; %d calls not passed to them", _HOOK_QUEUE, len(calls))
+
+    def _run(self) -> None:
+        while True:
+            calls = self._queue.get()
+            if calls is None:
+                return
+            for hook in list(self.hooks):
+                try:
+                    hook(calls)
+                except Exception:
+                    _log.exception("spanledger hook %r failed", hook)
+            self._queue.task_done()
+
+    def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+class Pipeline:
+    """Dedup, pricing, spool and flusher for one store (see the module docs).
+
+    Every argument falls back to a ``SPANLEDGER_*`` environment variable, then to its default.
+
+    Args:
+        store: An open :class:`Store`, or its DSN (opened on first insert, and closed at shutdown).
+        price_file: Price rules (``SPANLEDGER_PRICE_FILE``).
+        spool_dir: Spool root (``SPANLEDGER_SPOOL_DIR``; default beside an embedded store's directory).
+        spool_max_bytes: Cap on the spool (``SPANLEDGER_SPOOL_MAX_BYTES``, 1 GiB).
+        fsync: ``fsync`` each batch (``SPANLEDGER_SPOOL_FSYNC``, on).
+        flush_interval_ms: Time between inserts (``SPANLEDGER_FLUSH_INTERVAL_MS``, 1000).
+        max_block_rows: Rows per insert (``SPANLEDGER_MAX_BLOCK_ROWS``, 50000).
+        shutdown_timeout_ms: Longest last flush at shutdown (``SPANLEDGER_SHUTDOWN_TIMEOUT_MS``, 5000).
+        dedup: Look up each block in the store before inserting it, so a call delivered again after a crash
+            or by a client's retry is counted once (``SPANLEDGER_DEDUP``, on).
+    """
+
+    def __init__(
+        self,
+        store: str | Store,
+        *,
+        price_file: str | None = None,
+        spool_dir: str | Path | None = None,
+        spool_max_bytes: int | None = None,
+        fsync: bool | None = None,
+        flush_interval_ms: int | None = None,
+        max_block_rows: int | None = None,
+        shutdown_timeout_ms: int | None = None,
+        dedup: bool | None = None,
+    ) -> None:
+        self._store = store if isinstance(store, Store) else None
+        self.dsn = store.dsn if isinstance(store, Store) else store
+        self._owns_store = self._store is None
+        self._store_lock = threading.Lock()
+        self.name = _redact(self.dsn)
+        self.price_file = price_file
+        self.pricer = Pricer(price_file=price_file)
+        self.stats: Counter[str] = Counter()
+        """``spooled``, ``stored``, ``replayed``, ``unpriced``, ``quarantined``, ``skipped:<reason>``,
+        ``rejected:<reason>``, ``insert_failures`` (and the adapters' ``received``, ``skipped:not_llm`` …)."""
+        root = env_str("SPANLEDGER_SPOOL_DIR", str(spool_dir) if spool_dir is not None else None, "")
+        self.spool_root = Path(root) if root else default_spool_dir(self.dsn)
+        do_fsync = env_bool("SPANLEDGER_SPOOL_FSYNC", fsync, True)
+        spool = Spool(
+            self.spool_root,
+            max_bytes=env_int("SPANLEDGER_SPOOL_MAX_BYTES", spool_max_bytes, 1 << 30, minimum=1),
+            fsync=do_fsync,
+        )
+        self.backlog = Backlog(spool)
+        self.quarantine = Quarantine(self.spool_root, fsync=do_fsync)
+        self._max_block_rows = env_int("SPANLEDGER_MAX_BLOCK_ROWS", max_block_rows, 50_000, minimum=1)
+        self._shutdown_timeout = env_int("SPANLEDGER_SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, 5000) / 1000
+        self._recent = _Recent(RECENT_KEYS)
+        self._hooks = _Hooks(self.stats)
+        self._refused_since_flush = 0
+        self._closed = False
+        self.flusher = Flusher(
+            self.backlog,
+            self.quarantine,
+            lambda: self.store,
+            self.stats,
+            interval=env_int("SPANLEDGER_FLUSH_INTERVAL_MS", flush_interval_ms, 1000, minimum=10) / 1000,
+            max_block_rows=self._max_block_rows,
+            check_stored=env_bool("SPANLEDGER_DEDUP", dedup, True),
+            on_idle=self._write_stats,
+        )
+        metrics.register(self)
+        self.flusher.start()
+
+    @property
+    def store(self) -> Store:
+        """The store, opened (and its schema created) on first use."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = Store(self.dsn)
+            return self._store
+
+    @property
+    def spool(self) -> Spool:
+        return self.backlog.spool
+
+    @property
+    def spool_bytes(self) -> int:
+        return self.backlog.spool.size_bytes
+
+    # --- submit (the caller's thread) -----------------------------------------------------------
+    def submit(self, calls: Sequence[LLMCall]) -> BatchResult:
+        """Accept normalised calls: dedup, price, bound-check, spool (durable on return), hooks."""
+        if self._closed:
+            _log.warning("spanledger pipeline for %s is shut down; %d calls refused", self.name, len(calls))
+            return BatchResult(rejected={"shutdown": len(calls)} if calls else {})
+        fresh, duplicates = self._recent.claim(calls)
+        if duplicates:
+            self.stats["skipped:duplicate"] += duplicates
+        result = BatchResult(duplicates=duplicates)
+        if not fresh:
+            return result
+        for call in fresh:
+            self.pricer.price(call)
+        columns = codec.to_columns(fresh)
+        bad = codec.out_of_range(columns)
+        if bad:
+            fresh, columns, result = self._set_aside(fresh, columns, bad, result)
+            if not fresh:
+                return result
+        try:
+            waiting = self.backlog.append(columns, codec.encode(columns))
+        except SpoolFullError as exc:
+            self._recent.release(fresh)
+            self.stats["rejected:spool_full"] += len(fresh)
+            self._refused_since_flush += len(fresh)
+            _log.error("spanledger refused %d LLM calls: %s", len(fresh), exc)
+            return result.plus("spool_full", len(fresh), str(exc))
+        except OSError as exc:
+            self._recent.release(fresh)
+            self.stats["rejected:spool_error"] += len(fresh)
+            self._refused_since_flush += len(fresh)
+            _log.error("spanledger could not write %d LLM calls to the spool: %s", len(fresh), exc)
+            return result.plus("spool_error", len(fresh), f"the spool cannot be written: {exc.strerror or exc}")
+        self.stats["spooled"] += len(fresh)
+        unpriced = sum(1 for c in fresh if c.cost is None)
+        if unpriced:
+            self.stats["unpriced"] += unpriced
+        if waiting >= self._max_block_rows:
+            self.flusher.wake()
+        self._hooks.publish(fresh)
+        return BatchResult(len(fresh), result.duplicates, result.rejected, result.messages)
+
+    def _set_aside(
+        self, calls: list[LLMCall], columns: list[list[Any]], bad: dict[int, str], result: BatchResult
+    ) -> tuple[list[LLMCall], list[list[Any]], BatchResult]:
+        """Quarantine the calls with a value past its column's bound (a cost of $1M or more for one call)."""
+        for column in sorted(set(bad.values())):
+            rows = sorted(r for r, c in bad.items() if c == column)
+            reason = f"out_of_range:{column}"
+            worst = max((columns[codec.COLUMN_NAMES.index(column)][r] for r in rows), key=_magnitude)
+            message = f"{len(rows)} call(s) with {column} {worst} past its bound set aside in the quarantine"
+            self.quarantine.put(codec.select(columns, rows), reason=reason, error=message, source="submit")
+            self.stats["quarantined"] += len(rows)
+            self.stats[f"quarantined:{reason}"] += len(rows)
+            self.stats[f"rejected:{reason}"] += len(rows)
+            _log.error("spanledger: %s", message)
+            result = result.plus(reason, len(rows), message)
+        keep = [r for r in range(len(calls)) if r not in bad]
+        return [calls[r] for r in keep], codec.select(columns, keep), result
+
+    # --- hooks -------------------------------------------------------------------------------------
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook`` with every batch of accepted, priced calls (on the pipeline's hook thread)."""
+        self._hooks.add(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        self._hooks.remove(hook)
+
+    # --- the quarantine --------------------------------------------------------------------------
+    def replay_quarantine(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Price every quarantined call again (current price rules) and submit those now within bounds.
+
+        Returns ``entries``, ``calls`` looked at, ``replayed`` (spooled; in the store after the next flush) and
+        ``kept`` (still out of bounds, left in the quarantine). Calls the store already holds are dropped at
+        the flush, so a replay never counts a call twice. ``dry_run`` changes nothing.
+        """
+        report = {"entries": 0, "calls": 0, "replayed": 0, "kept": 0}
+        for entry in self.quarantine.entries():
+            with _locked(entry.path) as held:
+                if not held or not entry.path.exists():
+                    continue  # another process is replaying it
+                try:
+                    calls = codec.from_columns(self.quarantine.load(entry))
+                except (OSError, ValueError, TypeError):
+                    _log.error("cannot read quarantine entry %s; left in place", entry.path)
+                    continue
+                report["entries"] += 1
+                report["calls"] += len(calls)
+                for call in calls:
+                    call.flags = [f for f in call.flags if f not in ("unpriced", "cost_rounded")]
+                    self.pricer.price(call)
+                columns = codec.to_columns(calls)
+                bad = codec.out_of_range(columns)
+                report["kept"] += len(bad)
+                report["replayed"] += len(calls) - len(bad)
+                if dry_run or len(bad) == len(calls):
+                    continue
+                keep = [r for r in range(len(calls)) if r not in bad]
+                if bad:
+                    kept = codec.select(columns, sorted(bad))
+                    self.quarantine.put(kept, reason=entry.reason, error=entry.error, source=entry.source)
+                columns = codec.select(columns, keep)
+                self.backlog.append(columns, codec.encode(columns))
+                self.stats["replayed_from_quarantine"] += len(keep)
+                self.quarantine.remove(entry)
+        if not dry_run:
+            self.flusher.wake()
+        return report
+
+    # --- flush and shutdown -------------------------------------------------------------------------
+    def _write_stats(self) -> None:
+        snapshot = {
+            "store_healthy": self.flusher.healthy,
+            "last_error": self.flusher.last_error,
+            "spool_bytes": self.spool_bytes,
+            "stats": dict(self.stats),
+        }
+        write_stats(self.backlog.spool.dir, snapshot)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Insert everything accepted so far. True when it is all in the store — or, while the store is
+        down, when it is all safe in the spool and nothing was refused since the last flush."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        flushed = self._closed
+        while not flushed:
+            with self.flusher.idle:
+                self.flusher.wake()
+                self.flusher.idle.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            if not self.backlog.pending():
+                flushed = True
+            elif not self.flusher.healthy or time.monotonic() >= deadline:
+                break
+        if not flushed and not self.flusher.healthy:
+            flushed = self._refused_since_flush == 0  # durable in the spool, replayed when the store is back
+        refused, self._refused_since_flush = self._refused_since_flush, 0
+        self._hooks.drain(max(0.0, deadline - time.monotonic()))
+        return flushed and refused == 0
+
+    def shutdown(self) -> None:
+        """Stop accepting calls, try one last insert (bounded), leave anything unsent in the spool."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.flusher.stop(self._shutdown_timeout):
+            _log.warning("spanledger shutdown timed out; unsent calls stay in the spool %s", self.spool.dir)
+        self._hooks.drain(1.0)
+        self.backlog.close()
+        if self._store is not None and self._owns_store:
+            self._store.close()
+
+
+def _magnitude(value: Any) -> Any:
+    try:
+        return abs(value)
+    except TypeError:
+        return 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Any:
+    """An exclusive, non-blocking ``flock`` on ``path`` for as long as the block runs (False when taken)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+# --- one pipeline per store and spool per process -----------------------------------------------------
+
+_shared: dict[tuple[str, str], tuple[Pipeline, int]] = {}
+_shared_lock = threading.Lock()
+
+
+def acquire(store: str | Store, *, spool_dir: str | Path | None = None, **options: Any) -> Pipeline:
+    """The process's pipeline for this store and spool root, created on first use (later callers share it,
+    and the first caller's options; a conflicting option is logged)."""
+    dsn = store.dsn if isinstance(store, Store) else store
+    root = env_str("SPANLEDGER_SPOOL_DIR", str(spool_dir) if spool_dir is not None else None, "")
+    key = (dsn, os.path.realpath(root) if root else str(default_spool_dir(dsn)))
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is not None and not found[0]._closed:
+            pipeline, users = found
+            if options.get("price_file") not in (None, pipeline.price_file):
+                _log.warning("a pipeline for %s already runs in this process; its price rules apply", pipeline.name)
+            _shared[key] = (pipeline, users + 1)
+            return pipeline
+        pipeline = Pipeline(store, spool_dir=spool_dir, **options)
+        _shared[key] = (pipeline, 1)
+        return pipeline
+
+
+def release(pipeline: Pipeline) -> None:
+    """One user of ``pipeline`` is done; the last one shuts it down."""
+    with _shared_lock:
+        for key, (found, users) in list(_shared.items()):
+            if found is pipeline:
+                if users > 1:
+                    _shared[key] = (found, users - 1)
+                    return
+                del _shared[key]
+                break
+    pipeline.shutdown()
