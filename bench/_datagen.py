@@ -210,7 +210,7 @@ def call_blocks(
     total: int,
     *,
     block: int = 250_000,
-    days: int = 30,
+    days: float = 30,
     end: datetime = DATA_END,
     seed: int = SEED,
     sliced: bool = True,
@@ -223,7 +223,7 @@ def call_blocks(
     """
     rng = np.random.default_rng(seed)
     start_us = int((end - timedelta(days=days)).timestamp() * 1_000_000)
-    span_us = days * 86_400 * 1_000_000
+    span_us = int(days * 86_400 * 1_000_000)
     blocks = max(1, -(-total // block))
     tc = templates.columns
     plan_of = pop.tenant_plan

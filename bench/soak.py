@@ -1,13 +1,20 @@
-"""Soak: minutes of load, a flapping store, a SIGKILL of the producer in the middle. Prints the ledger.
+"""Soak: minutes of load, a flapping store, a SIGKILL of the producer in the middle, re-sent batches and
+poison spans. Prints the ledger.
 
     python bench/soak.py --minutes 4
 
 Phase 1 produces LLM spans through TracerProvider + UserAttributionProcessor + BatchSpanProcessor
 (CostExporter) while a thread makes the store refuse inserts every few seconds (DETACH/ATTACH of the
 raw table), and is SIGKILLed halfway. Phase 2 is a new process on the same store and spool: it replays
-what phase 1 left, keeps producing under the same flapping, and shuts down cleanly. Every span whose
-``export()`` returned SUCCESS is recorded in an acknowledgement log; at the end the store must hold each
-acknowledged span exactly once: ``lost`` = acknowledged but not stored, ``duplicates`` = rows - distinct.
+what phase 1 left, first **re-sends random batches phase 1 had acknowledged** (what an OTLP client does
+when a crash lost its response), keeps producing under the same flapping, and shuts down cleanly. Both
+phases **inject a poison span every minute** (the span of issue 11: o1-pro with 9,999,999,999 tokens of
+every kind, about $10.5M), which must land in the quarantine and hold nothing up.
+
+Every span whose ``export()`` returned SUCCESS is recorded in an acknowledgement log (ids, times, user and
+tenant: enough to send it again); at the end the store must hold each acknowledged span exactly once —
+``lost`` = acknowledged but not stored, ``duplicates`` = rows - distinct — and the quarantine exactly the
+poison spans.
 """
 
 from __future__ import annotations
@@ -24,23 +31,46 @@ import threading
 from pathlib import Path
 
 _PRODUCER = r"""
-import json, os, resource, sys, threading, time
-from opentelemetry.sdk.trace import TracerProvider
+import json, os, random, resource, sys, threading, time
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.trace import SpanContext, TraceFlags
 from spanledger import CostExporter, Store, UserAttributionProcessor, attribute_to
 
 dsn, spool, ack_path, phase, seconds, rate = sys.argv[1:7]
 seconds, rate, phase = float(seconds), int(rate), int(phase)
 store = Store(dsn)
 exporter = CostExporter(store, spool_dir=spool, flush_interval_ms=500)
+ATTRS = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+         "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.cache_read.input_tokens": 1024,
+         "gen_ai.usage.output_tokens": 30}
+N = 9_999_999_999
+POISON = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "o1-pro", "gen_ai.usage.input_tokens": N,
+          "gen_ai.usage.output_tokens": N, "gen_ai.usage.cache_read.input_tokens": N,
+          "gen_ai.usage.cache_creation.input_tokens": N}
+
+def rebuilt(trace_id, span_id, start, end, user, tenant, attrs=ATTRS):
+    ctx = SpanContext(trace_id=trace_id, span_id=span_id, is_remote=False, trace_flags=TraceFlags(1))
+    return ReadableSpan(name="chat", context=ctx, resource=Resource.create({}), start_time=start, end_time=end,
+                        attributes={**attrs, "enduser.id": user, "tenant.id": tenant})
+
+resent = 0
+if phase == 2:  # a client re-sending batches the crashed process had acknowledged
+    batches = [json.loads(line) for line in open(ack_path) if line.startswith("[")]
+    for batch in random.Random(7).sample(batches, min(40, len(batches))):
+        assert exporter.export([rebuilt(*s) for s in batch]) is SpanExportResult.SUCCESS
+        resent += len(batch)
 ack = open(ack_path, "a", buffering=1)
+poison_log = open(ack_path + ".poison", "a", buffering=1)
 
 class Acking:
     def __init__(self, inner): self.inner = inner
     def export(self, spans):
         result = self.inner.export(spans)
         if result is SpanExportResult.SUCCESS:
-            ack.write("\n".join(f"{s.context.trace_id}" for s in spans) + "\n")
+            ack.write(json.dumps([[s.context.trace_id, s.context.span_id, s.start_time, s.end_time,
+                                   s.attributes["enduser.id"], s.attributes["tenant.id"]] for s in spans]) + "\n")
         return result
     def force_flush(self, timeout_millis=30000): return self.inner.force_flush(timeout_millis)
     def shutdown(self): self.inner.shutdown()
@@ -60,9 +90,15 @@ def flap():
             store.command(f"ATTACH TABLE {store.database}.llm_calls")
 
 threading.Thread(target=flap, daemon=True).start()
-produced, started, next_report = 0, time.monotonic(), 0.0
+produced, started, next_report, next_poison = 0, time.monotonic(), 0.0, 5.0
 max_spool = max_rss = 0
 while time.monotonic() - started < seconds:
+    if time.monotonic() - started >= next_poison:  # one poison span a minute, straight to the exporter
+        next_poison += 60
+        trace_id = random.getrandbits(127) + 1
+        now = time.time_ns()
+        poison_log.write(f"{trace_id}\n")
+        exporter.export([rebuilt(trace_id, 1, now, now + 10**9, "mallory", "tenant-x", POISON)])
     with attribute_to(user_id=f"user-{produced % 97}", tenant_id=f"tenant-{produced % 7}"):
         for _ in range(rate // 20):
             with tracer.start_as_current_span("chat gpt-4o-mini") as span:
@@ -76,18 +112,21 @@ while time.monotonic() - started < seconds:
     if time.monotonic() - started >= next_report:
         next_report += 1
         print(json.dumps({"produced": produced, "spool_bytes": exporter.spool.size_bytes, "max_spool": max_spool,
-                          "rss": max_rss, "stats": dict(exporter.stats)}), flush=True)
+                          "rss": max_rss, "resent": resent, "stats": dict(exporter.stats)}), flush=True)
 stop.set()
 provider.force_flush()
 exporter.force_flush(60_000)
 provider.shutdown()
-print(json.dumps({"produced": produced, "done": True, "max_spool": max_spool, "rss": max_rss,
+print(json.dumps({"produced": produced, "done": True, "max_spool": max_spool, "rss": max_rss, "resent": resent,
                   "stats": dict(exporter.stats)}), flush=True)
 """
 
 _VERIFY = r"""
 import json, sys
+from pathlib import Path
 from spanledger import CostExporter, Store
+from spanledger._ingest import codec
+from spanledger._ingest.quarantine import Quarantine
 dsn, spool = sys.argv[1:3]
 exporter = CostExporter(dsn, spool_dir=spool)
 assert exporter.force_flush(120_000), "spool could not be drained"
@@ -96,7 +135,10 @@ store = Store(dsn)
 rows, distinct = store.query(f"SELECT count(), uniqExact(trace_id) FROM {store.database}.llm_calls").result_rows[0]
 rollup = store.query(f"SELECT sum(requests) FROM {store.database}.usage_by_user_hourly").result_rows[0][0]
 ids = [r[0] for r in store.query(f"SELECT DISTINCT trace_id FROM {store.database}.llm_calls").result_rows]
-print(json.dumps({"rows": rows, "distinct": distinct, "rollup_requests": int(rollup or 0), "ids": ids}))
+q = Quarantine(Path(spool))
+quarantined = [t for e in q.entries() for t in q.load(e)[codec.COLUMN_NAMES.index("trace_id")]]
+print(json.dumps({"rows": rows, "distinct": distinct, "rollup_requests": int(rollup or 0), "ids": ids,
+                  "quarantined": quarantined}))
 """
 
 
@@ -132,7 +174,9 @@ def main() -> int:
         [sys.executable, "-c", _VERIFY, dsn, spool], capture_output=True, text=True, env=env, check=True
     )
     final = json.loads(verify.stdout.strip().splitlines()[-1])
-    acked = {int(x) for x in ack.read_text().split()}
+    acked = {span[0] for line in ack.read_text().splitlines() if line for span in json.loads(line)}
+    poison = {int(x) for x in Path(str(ack) + ".poison").read_text().split()}
+    quarantined = [int(x) for x in final["quarantined"]]
     stored = set(final["ids"])
     produced = sum(max((r["produced"] for r in reports if r["phase"] == p), default=0) for p in (1, 2))
     result = {
@@ -142,6 +186,10 @@ def main() -> int:
         "stored_rows": final["rows"],
         "duplicates": final["rows"] - final["distinct"],
         "lost": len(acked - stored),
+        "resent_after_sigkill": max((r.get("resent", 0) for r in reports if r["phase"] == 2), default=0),
+        "poison_spans_sent": len(poison),
+        "quarantined": len(quarantined),
+        "quarantine_is_the_poison": sorted(quarantined) == sorted(poison) and not (poison & stored),
         "rollup_requests": final["rollup_requests"],
         "rollup_matches_raw": final["rollup_requests"] == final["rows"],
         "max_spool_bytes": max((r.get("max_spool", 0) for r in reports), default=0),
@@ -154,7 +202,14 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     (Path(__file__).parent / "soak_results.json").write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["lost"] == 0 and result["duplicates"] == 0 and result["rollup_matches_raw"] else 1
+    ok = result["lost"] == 0 and result["duplicates"] == 0 and result["rollup_matches_raw"]
+    print(
+        f"soak: {result['spans_acknowledged']:,} acknowledged, {result['lost']} lost, {result['duplicates']} "
+        f"duplicates, {result['quarantined']} quarantined (of {result['poison_spans_sent']} poison spans), "
+        f"{result['resent_after_sigkill']:,} re-sent after the SIGKILL",
+        file=sys.stderr,
+    )
+    return 0 if ok and result["quarantine_is_the_poison"] else 1
 
 
 if __name__ == "__main__":
