@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from spanledger import LLMCall, Pricer, UserAttributionProcessor, attribute_to
-from spanledger._store import RAW_COLUMN_NAMES
+from spanledger._store.store import RAW_COLUMN_NAMES
 
 SEED = 20261120
 DATA_END = datetime(2026, 11, 20, 14, 37, 12, tzinfo=UTC)

@@ -31,8 +31,8 @@ from _common import Timer, emit, parse_args, round_robin, row
 from _datagen import DATA_END, Population, Templates, call_blocks
 from spanledger import Store
 from spanledger._ingest.pipeline import RECENT_KEYS, _Recent
-from spanledger._record import LLMCall
-from spanledger._store import RAW_COLUMN_NAMES
+from spanledger._model.call import LLMCall
+from spanledger._store.store import RAW_COLUMN_NAMES
 
 BLOCK = 2_000
 _TS, _TRACE, _SPAN, _TENANT, _USER = (

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, emit, parse_args, row, side_by_side
 from _datagen import Population, SpanFactory
 from spanledger import CostExporter, Pricer, Store
+from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
-from spanledger._normalize import Normalizer
-from spanledger._schema import ROLLUP_TABLES
-from spanledger._store import RAW_COLUMN_NAMES, RAW_COLUMN_TYPES
+from spanledger._store.schema import ROLLUP_TABLES
+from spanledger._store.store import RAW_COLUMN_NAMES, RAW_COLUMN_TYPES
 
 BATCH = 512
 

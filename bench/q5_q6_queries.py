@@ -42,7 +42,7 @@ import numpy as np
 from _common import Timer, emit, parse_args, row, stats
 from _datagen import DATA_END, Population, Templates, call_blocks
 from spanledger import Ledger, Store
-from spanledger._schema import ROLLUP_TABLES
+from spanledger._store.schema import ROLLUP_TABLES
 
 WINDOW_END = DATA_END
 WINDOW_START = DATA_END - timedelta(days=30)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, parse_args, row
 from _datagen import Population, SpanFactory
 from spanledger import CostExporter, Store
-from spanledger._schema import ROLLUP_TABLES
+from spanledger._store.schema import ROLLUP_TABLES
 
 TABLES = ("llm_calls", *ROLLUP_TABLES)
 

@@ -7,13 +7,14 @@ and ask who costs what (:class:`Ledger`).
 
 from __future__ import annotations
 
-from ._attribution import (
+from ._capture.attribution import (
     TAG_PREFIX,
     TENANT_ATTRIBUTE,
     USER_ATTRIBUTE,
     UserAttributionProcessor,
     attribute_to,
 )
+from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
 from ._errors import (
     ConfigError,
     SpanledgerError,
@@ -21,8 +22,9 @@ from ._errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
-from ._exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
-from ._ledger import (
+from ._model.call import LLMCall
+from ._pricing.pricer import PriceFileError, Pricer, PriceRule
+from ._query.ledger import (
     UNATTRIBUTED_LABEL,
     DailyRow,
     Ledger,
@@ -36,9 +38,7 @@ from ._ledger import (
     UserDetail,
     UserRow,
 )
-from ._pricing import PriceFileError, Pricer, PriceRule
-from ._record import LLMCall
-from ._store import Store
+from ._store.store import Store
 
 __version__ = "0.1.0"
 

@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from spanledger import CostExporter, Ledger, Store, UserAttributionProcessor
-from spanledger._attribution import DEFAULT_TENANT_KEYS, DEFAULT_USER_KEYS
+from spanledger._capture.attribution import DEFAULT_TENANT_KEYS, DEFAULT_USER_KEYS
 from tests.factories import llm_span
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from spanledger import Store
-from spanledger._demo import _TENANTS, UNPRICED_MODEL, plan_traffic
+from spanledger._demo.demo import _TENANTS, UNPRICED_MODEL, plan_traffic
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from spanledger import ConfigError, Store, StoreError
-from spanledger._cluster import SHARDING_KEY, cluster_ddl, cluster_statements
-from spanledger._schema import RAW_TABLE, ROLLUP_TABLES, migrations
+from spanledger._store.cluster import SHARDING_KEY, cluster_ddl, cluster_statements
+from spanledger._store.schema import RAW_TABLE, ROLLUP_TABLES, migrations
 
 pytestmark = pytest.mark.integration
 

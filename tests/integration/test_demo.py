@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rich.console import Console
 
 from spanledger import ConfigError, Ledger, Store
-from spanledger._demo import _SNAPSHOTS, DEMO_SERVICE, UNPRICED_MODEL, TimeShiftExporter, plan_traffic, run_demo
+from spanledger._demo.demo import _SNAPSHOTS, DEMO_SERVICE, UNPRICED_MODEL, TimeShiftExporter, plan_traffic, run_demo
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from spanledger._server import DEFAULT_PORT, create_app
 from spanledger._server.settings import SERVER_ENV
-from spanledger._store import _parse
+from spanledger._store.store import _parse
 from tests.integration.server_support import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +150,8 @@ def test_health_checks_hit_a_real_endpoint(compose: dict[str, Any], store_dsn: s
     assert url.port == DEFAULT_PORT
     app = create_app(settings(store_dsn))
     try:
-        assert TestClient(app).get(url.path).json() == {"status": "ok"}  # no token needed
+        health = TestClient(app).get(url.path)  # no token needed
+        assert (health.status_code, health.json()["status"], health.json()["store"]) == (200, "ok", "ok")
     finally:
         app.state.exporter.shutdown()
     assert compose["services"]["otel-collector"]["depends_on"]["spanledger"]["condition"] == "service_healthy"

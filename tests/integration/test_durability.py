@@ -17,10 +17,10 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from spanledger import CostExporter, Store
+from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
-from spanledger._normalize import Normalizer
-from spanledger._pricing import Pricer
-from spanledger._schema import ROLLUP_TABLES
+from spanledger._pricing.pricer import Pricer
+from spanledger._store.schema import ROLLUP_TABLES
 from tests.factories import llm_span
 
 CALL_COST = Decimal("0.0001212")  # gpt-4o-mini: 1200 input of which 1024 cached, 30 output

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from spanledger import CostExporter, Ledger, Store, UserAttributionProcessor, attribute_to
-from spanledger._stub_llm import StubLLMServer
+from spanledger._demo.stub_llm import StubLLMServer
 
 pytestmark = pytest.mark.integration
 

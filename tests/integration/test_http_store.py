@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanledger import CostExporter, Ledger, Store, StoreError, StoreUnavailableError, attribute_to
+from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
-from spanledger._normalize import Normalizer
-from spanledger._pricing import Pricer
-from spanledger._schema import ROLLUP_TABLES
+from spanledger._pricing.pricer import Pricer
+from spanledger._store.schema import ROLLUP_TABLES
 from tests.factories import llm_span
 from tests.support.ch_http import ClickHouseHTTPServer
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from spanledger import UNATTRIBUTED_LABEL, ConfigError, CostExporter, Ledger, Store, UserRow
-from spanledger._schema import RAW_COLUMNS
+from spanledger._store.schema import RAW_COLUMNS
 
 pytestmark = pytest.mark.integration
 

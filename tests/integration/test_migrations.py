@@ -6,10 +6,10 @@ import time
 from decimal import Decimal
 
 from spanledger import Ledger, Store
+from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
-from spanledger._normalize import Normalizer
-from spanledger._pricing import Pricer
-from spanledger._schema import DAILY_KEYS, MIGRATIONS_TABLE, migrations
+from spanledger._pricing.pricer import Pricer
+from spanledger._store.schema import DAILY_KEYS, MIGRATIONS_TABLE, migrations
 from tests.factories import llm_span
 
 

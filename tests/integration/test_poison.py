@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from starlette.testclient import TestClient
 
 from spanledger import CostExporter, Store
+from spanledger._capture.normalize import MAX_TOKENS, Normalizer
 from spanledger._ingest import codec
 from spanledger._ingest.quarantine import Quarantine
 from spanledger._ingest.spool import Spool
-from spanledger._normalize import MAX_TOKENS, Normalizer
-from spanledger._pricing import Pricer
+from spanledger._pricing.pricer import Pricer
 from spanledger._server import create_app
 from tests.factories import llm_span
 from tests.integration.server_support import ACME_TOKEN, ADMIN_TOKEN, INGEST_TOKEN, settings

@@ -35,7 +35,7 @@ ENCODINGS = [("protobuf", False), ("json", False), ("protobuf", True), ("json", 
 _COUNT = """
 import json, sys
 from spanledger import Store
-from spanledger._schema import ROLLUP_TABLES
+from spanledger._store.schema import ROLLUP_TABLES
 store = Store(sys.argv[1])
 db = store.database
 rows, distinct, cost = store.query(

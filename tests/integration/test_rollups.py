@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from spanledger import CostExporter, Ledger, Store, Usage
-from spanledger._schema import DAILY_KEYS, ROLLUP_TABLES
-from spanledger._schema import ROLLUP_KEYS as HOURLY_KEYS
+from spanledger._store.schema import DAILY_KEYS, ROLLUP_TABLES
+from spanledger._store.schema import ROLLUP_KEYS as HOURLY_KEYS
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.testclient import TestClient
 
 from spanledger import UserAttributionProcessor, attribute_to
+from spanledger._capture.otlp import Decoded, to_spans
 from spanledger._server import create_app
-from spanledger._server.otlp import Decoded, to_spans
 from tests.integration.server_support import ADMIN_TOKEN, INGEST_TOKEN, running, settings
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from spanledger._cli import main
+from spanledger._cli.main import main
 from tests.integration.server_support import ADMIN_TOKEN, INGEST_TOKEN
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from spanledger import TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, UserAttributionProcessor, attribute_to
-from spanledger._attribution import NESTED_ATTRIBUTE
+from spanledger._capture import attribution as _attribution
+from spanledger._capture.attribution import NESTED_ATTRIBUTE
 
 
 @pytest.fixture
@@ -381,7 +382,6 @@ def test_the_outer_of_two_nested_llm_spans_is_marked(
 ) -> None:
     """A framework's LLM span around the provider SDK's: one call, so the outer span is marked to skip.
     ``fast=False``: the same through ``get_current_span``, as when the API's span key cannot be read."""
-    from spanledger import _attribution
 
     if not fast:
         monkeypatch.setattr(_attribution, "_SPAN_KEY", None)
@@ -449,7 +449,6 @@ def test_attribute_to_user_and_tenant_survive_custom_key_lists(memory_exporter: 
 
 def test_fast_baggage_read_agrees_with_the_api() -> None:
     """on_start reads the Context's baggage entry directly; it must be what ``baggage.get_all`` sees."""
-    from spanledger import _attribution
 
     assert _attribution._BAGGAGE_KEY is not None, "the API's baggage key moved: on_start falls back to get_all"
     ctx = baggage.set_baggage("userId", "u9", baggage.set_baggage("plan", "pro"))
@@ -458,7 +457,6 @@ def test_fast_baggage_read_agrees_with_the_api() -> None:
 
 def test_fast_current_span_read_agrees_with_the_api(tracer: Tracer) -> None:
     """The duplicate-call check reads the Context's span entry directly; it must be the current span."""
-    from spanledger import _attribution
 
     assert _attribution._SPAN_KEY is not None, "the API's span key moved: on_start falls back to get_current_span"
     with tracer.start_as_current_span("request") as span:
@@ -470,7 +468,6 @@ def test_fast_current_span_read_agrees_with_the_api(tracer: Tracer) -> None:
 def test_manual_baggage_with_and_without_the_fast_read(
     fast: bool, tracer: Tracer, memory_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanledger import _attribution
 
     if not fast:
         monkeypatch.setattr(_attribution, "_BAGGAGE_KEY", None)

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from spanledger import LLMCall, Pricer
-from spanledger._normalize import SKIP_NESTED, SKIP_NOT_LLM, Normalizer, clean_id
+from spanledger._capture.normalize import SKIP_NESTED, SKIP_NOT_LLM, Normalizer, clean_id
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 NOW_NS = int(NOW.timestamp()) * 10**9

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanledger import ConfigError, LLMCall, PriceFileError, Pricer, PriceRule
-from spanledger._pricing import COST_QUANTUM, GENAI_PRICES_SOURCE, load_price_file
+from spanledger._pricing.pricer import COST_QUANTUM, GENAI_PRICES_SOURCE, load_price_file
 
 WHEN = datetime(2026, 6, 15, 12, 30, 15, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from spanledger._stub_llm import DEFAULT_TEXT, StubLLMServer
+from spanledger._demo.stub_llm import DEFAULT_TEXT, StubLLMServer
 
 MESSAGES = [{"role": "user", "content": "x" * 40}]
 

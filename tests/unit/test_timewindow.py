@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from spanledger import ConfigError
-from spanledger._timewindow import parse_bound
+from spanledger._query.timebound import parse_bound
 
 NOW = datetime(2026, 6, 15, 12, 30, 45, 123456, tzinfo=UTC)
 

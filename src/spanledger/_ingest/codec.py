@@ -1,6 +1,6 @@
 """LLM call columns ⇄ bytes, for the spool and the quarantine; the ranges each column can hold.
 
-A batch is stored as the insert-ready columns in :data:`RAW_COLUMNS` order, encoded as compact JSON:
+A batch is stored as the insert-ready columns in :data:`~spanledger._model.call.CALL_COLUMNS` order, encoded as compact JSON:
 timestamps as integer microseconds since the epoch, costs as decimal strings (exact), everything
 else as JSON natives. JSON keeps spool files readable by a person in an emergency.
 """
@@ -8,18 +8,21 @@ else as JSON natives. JSON keeps spool files readable by a person in an emergenc
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .._record import LLMCall
-from .._schema import RAW_COLUMNS
+from .._model.call import CALL_COLUMNS, LLMCall
 
 FORMAT_VERSION = 1
-COLUMN_NAMES = tuple(name for name, _ in RAW_COLUMNS)
+COLUMN_NAMES = tuple(c.name for c in CALL_COLUMNS)
+_TYPES = tuple(c.ch_type for c in CALL_COLUMNS)
+_MONEY = tuple(i for i, t in enumerate(_TYPES) if "Decimal" in t)
+_TIMES = tuple(i for i, t in enumerate(_TYPES) if t.startswith("DateTime64"))
 _TS = COLUMN_NAMES.index("timestamp")
-_MONEY = tuple(i for i, (_, ctype) in enumerate(RAW_COLUMNS) if "Decimal" in ctype)
+_MAPS = tuple(i for i, t in enumerate(_TYPES) if t.startswith("Map("))
+_FLAGS = tuple(i for i, t in enumerate(_TYPES) if t == "UInt8")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -28,44 +31,33 @@ def _micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def to_columns(calls: Sequence[LLMCall]) -> list[list[Any]]:
-    """Records → columns in :data:`RAW_COLUMNS` order, ready for a column-oriented insert.
+def _column_expr(index: int, name: str) -> str:
+    """How one column is read off a batch of calls, by its type."""
+    if index in _TIMES:
+        return f"[_micros(c.{name}) for c in calls]"  # integer microseconds: what DateTime64(6) stores
+    if index in _MAPS:
+        return f"[dict(sorted(c.{name}.items())) for c in calls]"  # one rollup row per tag set
+    if index in _FLAGS:
+        return f"[1 if c.{name} else 0 for c in calls]"
+    return f"[c.{name} for c in calls]"
 
-    Timestamps become integer microseconds (what ``DateTime64(6)`` stores).
-    """
-    return [
-        [_micros(c.timestamp) for c in calls],
-        [c.trace_id for c in calls],
-        [c.span_id for c in calls],
-        [c.parent_span_id for c in calls],
-        [c.duration_us for c in calls],
-        [c.provider for c in calls],
-        [c.model for c in calls],
-        [c.request_model for c in calls],
-        [c.operation for c in calls],
-        [c.input_tokens for c in calls],
-        [c.output_tokens for c in calls],
-        [c.cache_read_tokens for c in calls],
-        [c.cache_write_tokens for c in calls],
-        [c.reasoning_tokens for c in calls],
-        [c.user_id for c in calls],
-        [c.user_source for c in calls],
-        [c.tenant_id for c in calls],
-        [dict(sorted(c.tags.items())) for c in calls],
-        [1 if c.is_error else 0 for c in calls],
-        [c.error_type for c in calls],
-        [c.response_id for c in calls],
-        [c.service_name for c in calls],
-        [c.source for c in calls],
-        [c.flags for c in calls],
-        [c.cost for c in calls],
-        [c.input_cost for c in calls],
-        [c.output_cost for c in calls],
-        [c.price_source for c in calls],
-        [c.price_model for c in calls],
-        [c.prompt for c in calls],
-        [c.completion for c in calls],
-    ]
+
+def _compile_to_columns() -> Callable[[Sequence[LLMCall]], list[list[Any]]]:
+    # Written out from the column list once, like dataclasses writes __init__: one list comprehension per
+    # column runs 1.4x faster than a generic loop over getters (0.95 vs 1.37 us per call), and this is the
+    # exporter's hot path.
+    body = ",\n        ".join(_column_expr(i, name) for i, name in enumerate(COLUMN_NAMES))
+    namespace: dict[str, Any] = {"_micros": _micros}
+    exec(f"def to_columns(calls):\n    return [\n        {body},\n    ]\n", namespace)
+    function: Callable[[Sequence[LLMCall]], list[list[Any]]] = namespace["to_columns"]
+    function.__doc__ = """Records → columns in :data:`CALL_COLUMNS` order, ready for a column-oriented insert.
+
+    Derived from the column types: timestamps become integer microseconds, maps are sorted by key,
+    ``UInt8`` flags become 0 / 1."""
+    return function
+
+
+to_columns = _compile_to_columns()
 
 
 def encode(columns: list[list[Any]]) -> bytes:
@@ -107,16 +99,16 @@ def select(columns: list[list[Any]], rows: Sequence[int]) -> list[list[Any]]:
 
 def from_columns(columns: list[list[Any]]) -> list[LLMCall]:
     """Columns → records (what a replay from the quarantine prices again)."""
-    names = COLUMN_NAMES
-    out = []
-    for values in zip(*columns, strict=True):
-        row = dict(zip(names, values, strict=True))
-        row["timestamp"] = _EPOCH + timedelta(microseconds=row["timestamp"])
-        row["is_error"] = bool(row["is_error"])
-        row["tags"] = dict(row["tags"])
-        row["flags"] = list(row["flags"])
-        out.append(LLMCall(**row))
-    return out
+    columns = list(columns)
+    for i in _TIMES:
+        columns[i] = [_EPOCH + timedelta(microseconds=v) for v in columns[i]]
+    for i in _MAPS:
+        columns[i] = [dict(v) for v in columns[i]]
+    for i in _FLAGS:
+        columns[i] = [bool(v) for v in columns[i]]
+    flags = COLUMN_NAMES.index("flags")
+    columns[flags] = [list(v) for v in columns[flags]]
+    return [LLMCall(*values) for values in zip(*columns, strict=True)]
 
 
 def _bound(ctype: str) -> tuple[int | Decimal, int | Decimal] | None:
@@ -133,7 +125,7 @@ def _bound(ctype: str) -> tuple[int | Decimal, int | Decimal] | None:
     return None
 
 
-_BOUNDS = [(i, name, _bound(ctype)) for i, (name, ctype) in enumerate(RAW_COLUMNS)]
+_BOUNDS = [(i, c.name, _bound(c.ch_type)) for i, c in enumerate(CALL_COLUMNS)]
 _CHECKED = [(i, name, b) for i, name, b in _BOUNDS if b is not None]
 
 
@@ -144,14 +136,14 @@ def out_of_range(columns: list[list[Any]]) -> dict[int, str]:
     """
     bad: dict[int, str] = {}
     for i, name, (low, high) in _CHECKED:
-        values = [v for v in columns[i] if v is not None] if "Decimal" in RAW_COLUMNS[i][1] else columns[i]
+        values = [v for v in columns[i] if v is not None] if "Decimal" in _TYPES[i] else columns[i]
         try:
             if not values or (low <= min(values) and max(values) < high):
                 continue
         except TypeError:
             pass  # a value of the wrong type: found row by row below
         for row, value in enumerate(columns[i]):
-            if value is None and "Nullable" in RAW_COLUMNS[i][1]:
+            if value is None and "Nullable" in _TYPES[i]:
                 continue
             try:
                 ok = low <= value < high and not isinstance(value, bool | float)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SpanledgerError, StoreDataError
-from .._store import RAW_COLUMN_NAMES, Store
+from .._store.store import RAW_COLUMN_NAMES, Store
 from . import codec
 from .backlog import Backlog
 from .quarantine import Quarantine

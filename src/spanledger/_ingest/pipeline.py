@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from .._config import env_bool, env_int, env_str
-from .._pricing import Pricer
-from .._record import LLMCall
-from .._store import Store, _redact
+from .._model.call import LLMCall
+from .._pricing.pricer import Pricer
+from .._store.store import Store, _redact
 from . import codec, metrics
 from .backlog import Backlog
 from .flusher import Flusher, write_stats

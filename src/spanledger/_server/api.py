@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger, TenantRow, UserRow
+from .._query.ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger, TenantRow, UserRow
 from . import params
 from .auth import Principal, api_reader
 from .records import find_call

@@ -24,11 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from .._capture import otlp
+from .._capture.exporter import CostExporter
 from .._errors import ConfigError, StoreError
-from .._exporter import CostExporter
-from .._ledger import Ledger
-from .._store import Store, _redact
-from . import api, otlp, pages
+from .._query.ledger import Ledger
+from .._store.store import Store, _redact
+from . import api, pages
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 

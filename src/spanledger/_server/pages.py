@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from .._ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger
+from .._query.ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger
 from . import params, views
 from .api import user_id_from_path
 from .auth import SESSION_COOKIE, Authenticator, Principal, page_reader

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import QueryParams
 
 from .._errors import ConfigError
-from .._timewindow import parse_bound
+from .._query.timebound import parse_bound
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)

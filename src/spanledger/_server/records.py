@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .._schema import RAW_TABLE
-from .._store import Store
+from .._store.schema import RAW_TABLE
+from .._store.store import Store
 
 
 def find_call(store: Store, trace_id: str, span_id: str, *, tenant_id: str | None) -> dict[str, Any] | None:

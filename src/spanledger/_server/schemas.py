@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._ledger import DailyRow, ModelRow, Overview, TenantRow, TopUser, Usage, UserRow
+from .._query.ledger import DailyRow, ModelRow, Overview, TenantRow, TopUser, Usage, UserRow
 
 
 class UsageOut(BaseModel):

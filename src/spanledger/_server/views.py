@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
-from .._ledger import UNATTRIBUTED_LABEL
+from .._query.ledger import UNATTRIBUTED_LABEL
 
 
 def money(value: Decimal | None) -> str:

@@ -18,15 +18,15 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._config import DEFAULT_STORE, env_bool, env_int, env_str
-from ._errors import ConfigError
-from ._forward import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, Forwarder
-from ._ingest import pipeline as _pipeline
-from ._ingest.pipeline import BatchResult, Pipeline
-from ._ingest.spool import Spool
-from ._normalize import Normalizer
-from ._record import LLMCall
-from ._store import Store, _parse
+from .._config import DEFAULT_STORE, env_bool, env_int, env_str
+from .._errors import ConfigError
+from .._ingest import pipeline as _pipeline
+from .._ingest.pipeline import BatchResult, Pipeline
+from .._ingest.spool import Spool
+from .._model.call import LLMCall
+from .._store.store import Store, _parse
+from .forward import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, Forwarder
+from .normalize import Normalizer
 
 _log = logging.getLogger(__name__)
 

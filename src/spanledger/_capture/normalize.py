@@ -21,8 +21,8 @@ from typing import Any, Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from ._attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, span_attributes
-from ._record import LLMCall
+from .._model.call import LLMCall
+from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, span_attributes
 
 SKIP_NOT_LLM: Final = "not_llm"
 SKIP_NESTED: Final = "nested_duplicate"

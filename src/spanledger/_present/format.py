@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._ledger import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, TenantRow, TopUser, Usage, UserRow
+from .._query.ledger import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, TenantRow, TopUser, Usage, UserRow
 
 NO_TENANT_LABEL = "(none)"
 """How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""

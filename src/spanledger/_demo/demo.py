@@ -31,14 +31,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._attribution import UserAttributionProcessor, attribute_to
-from ._config import DEFAULT_STORE, env_str
-from ._errors import ConfigError
-from ._exporter import CostExporter
-from ._format import Window, count, tenants_table, users_table
-from ._ledger import Ledger
-from ._schema import RAW_TABLE, ROLLUP_TABLES
-from ._store import Store
+from .._capture.attribution import UserAttributionProcessor, attribute_to
+from .._capture.exporter import CostExporter
+from .._config import DEFAULT_STORE, env_str
+from .._errors import ConfigError
+from .._present.format import Window, count, tenants_table, users_table
+from .._query.ledger import Ledger
+from .._store.schema import RAW_TABLE, ROLLUP_TABLES
+from .._store.store import Store
 
 DEMO_SERVICE = "spanledger-demo"
 """The ``service.name`` of every demo span: how the demo recognises (and replaces) its own data."""
@@ -256,7 +256,7 @@ def _send(traffic: Sequence[DemoCall], *, dsn: str, day_start: datetime, console
     import openai
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
-    from ._stub_llm import StubLLMServer
+    from .stub_llm import StubLLMServer
 
     spool = tempfile.TemporaryDirectory(prefix="spanledger-demo-spool-")
     # Its own store connection (shutting the exporter down closes it) and a throw-away spool: a seeded

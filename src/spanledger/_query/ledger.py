@@ -13,9 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from ._errors import ConfigError
-from ._query import SUMS, ZERO_COST, Query, Window, outer, raw_inner, rollup_inner, window
-from ._schema import (
+from .._errors import ConfigError
+from .._store.schema import (
     DAILY_OF,
     RAW_TABLE,
     TENANT_DAILY_ROLLUP,
@@ -26,8 +25,9 @@ from ._schema import (
     USER_ROLLUP,
     USERS_STATE,
 )
-from ._store import Store
-from ._timewindow import TimeBound
+from .._store.store import Store
+from .sql import SUMS, ZERO_COST, Query, Window, outer, raw_inner, rollup_inner, window
+from .timebound import TimeBound
 
 UNATTRIBUTED_LABEL = "(unattributed)"
 """How a call with no user is shown; it is stored with ``user_id = ''``."""

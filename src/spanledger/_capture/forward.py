@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._record import LLMCall
+from .._model.call import LLMCall
 
 _log = logging.getLogger(__name__)
 

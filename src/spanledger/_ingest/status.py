@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._errors import SpanledgerError
-from ._ingest.quarantine import Quarantine
-from ._store import Store
+from .._errors import SpanledgerError
+from .._store.store import Store
+from .quarantine import Quarantine
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._model.call import CALL_COLUMNS
+
 RAW_TABLE = "llm_calls"
 USER_ROLLUP = "usage_by_user_hourly"
 USER_MODEL_ROLLUP = "usage_by_user_model_hourly"
@@ -28,40 +30,8 @@ POINT_READS = "index_granularity = 1024, min_compress_block_size = 4096, max_com
 then cost ~1k rows of each column to decompress instead of 8k. Measured at 10M calls: filling a page of
 50 users 2.2x faster, a light user's detail 2x faster, ``llm_calls`` 4.7 % larger on disk."""
 
-# (name, ClickHouse type) of every column the exporter writes, in insert order.
-RAW_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("timestamp", "DateTime64(6, 'UTC')"),
-    ("trace_id", "UInt128"),
-    ("span_id", "UInt64"),
-    ("parent_span_id", "UInt64"),
-    ("duration_us", "UInt64"),
-    ("provider", "LowCardinality(String)"),
-    ("model", "LowCardinality(String)"),
-    ("request_model", "LowCardinality(String)"),
-    ("operation", "LowCardinality(String)"),
-    ("input_tokens", "UInt64"),
-    ("output_tokens", "UInt64"),
-    ("cache_read_tokens", "UInt64"),
-    ("cache_write_tokens", "UInt64"),
-    ("reasoning_tokens", "UInt64"),
-    ("user_id", "String"),
-    ("user_source", "LowCardinality(String)"),
-    ("tenant_id", "String"),
-    ("tags", "Map(LowCardinality(String), String)"),
-    ("is_error", "UInt8"),
-    ("error_type", "LowCardinality(String)"),
-    ("response_id", "String"),
-    ("service_name", "LowCardinality(String)"),
-    ("source", "LowCardinality(String)"),
-    ("flags", "Array(LowCardinality(String))"),
-    ("cost", "Nullable(Decimal(18, 12))"),
-    ("input_cost", "Nullable(Decimal(18, 12))"),
-    ("output_cost", "Nullable(Decimal(18, 12))"),
-    ("price_source", "LowCardinality(String)"),
-    ("price_model", "LowCardinality(String)"),
-    ("prompt", "String"),
-    ("completion", "String"),
-)
+RAW_COLUMNS: tuple[tuple[str, str], ...] = tuple((c.name, c.ch_type) for c in CALL_COLUMNS)
+"""(name, ClickHouse type) of every column the pipeline writes, in insert order (from :class:`LLMCall`)."""
 
 _CODECS = {
     "timestamp": "CODEC(DoubleDelta, ZSTD(1))",

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace import propagation as trace_propagation
 
-from ._config import env_list
+from .._config import env_list
 
 USER_ATTRIBUTE = "enduser.id"
 """The span attribute holding the end user (OpenTelemetry's standard name)."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from ._errors import ConfigError
-from ._schema import MIGRATIONS_TABLE, RAW_TABLE, migrations
+from .._errors import ConfigError
+from .schema import MIGRATIONS_TABLE, RAW_TABLE, migrations
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

@@ -25,9 +25,9 @@ from typing import Any
 import genai_prices
 from genai_prices import Usage
 
-from ._config import env_str
-from ._errors import ConfigError
-from ._record import LLMCall
+from .._config import env_str
+from .._errors import ConfigError
+from .._model.call import LLMCall
 
 _log = logging.getLogger(__name__)
 

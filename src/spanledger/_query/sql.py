@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._errors import ConfigError
-from ._schema import RAW_METRICS, RAW_TABLE
-from ._timewindow import TimeBound, parse_bound
+from .._errors import ConfigError
+from .._store.schema import RAW_METRICS, RAW_TABLE
+from .timebound import TimeBound, parse_bound
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)

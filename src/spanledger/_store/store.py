@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, OperationalError
 
-from ._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
-from ._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
-from ._schema import MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
+from .._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
+from .._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
+from .schema import MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
 
 _log = logging.getLogger(__name__)
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -129,7 +129,8 @@ def _wrap(exc: Exception, what: str) -> StoreError:
     code = getattr(exc, "code", None)
     name = getattr(exc, "name", None)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = text.split(". In scope ", 1)[0]  # ClickHouse repeats the whole statement after this
+    if ". In scope " in text:  # ClickHouse repeats the whole statement after this; keep its error name
+        text = text.split(". In scope ", 1)[0] + (f". ({name})" if name else "")
     if isinstance(exc, DataError) or (code in DATA_ERROR_CODES and isinstance(exc, DatabaseError)):
         return StoreDataError(f"{what}: {text[:500]}", code=code, name=name)
     if isinstance(exc, _CLIENT_DATA_ERRORS) and not isinstance(exc, OSError):

@@ -19,10 +19,10 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
-from ._config import DEFAULT_STORE, env_str
-from ._errors import ConfigError, SpanledgerError, StoreError
-from ._format import (
+from .. import __version__
+from .._config import DEFAULT_STORE, env_str
+from .._errors import ConfigError, SpanledgerError, StoreError
+from .._present.format import (
     MODEL_FIELDS,
     NO_TENANT_LABEL,
     TENANT_FIELDS,
@@ -46,9 +46,9 @@ from ._format import (
     write_csv,
     write_json,
 )
-from ._ledger import UNATTRIBUTED_LABEL, Ledger, Page, UserDetail
-from ._store import Store
-from ._timewindow import parse_bound
+from .._query.ledger import UNATTRIBUTED_LABEL, Ledger, Page, UserDetail
+from .._query.timebound import parse_bound
+from .._store.store import Store
 
 PROG = "spanledger"
 DEFAULT_LIMIT = 20
@@ -410,16 +410,16 @@ def _cmd_daily(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
-    from ._store import _parse
+    from .._store.store import _parse
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     database = _parse(dsn)[2]
     if args.cluster:
-        from ._cluster import cluster_ddl
+        from .._store.cluster import cluster_ddl
 
         ddl: str = cluster_ddl(database, args.cluster)
     else:
-        from ._schema import schema_ddl
+        from .._store.schema import schema_ddl
 
         ddl = schema_ddl(database)
     sys.stdout.write(ddl if ddl.endswith("\n") else ddl + "\n")
@@ -427,7 +427,7 @@ def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from ._demo import run_demo
+    from .._demo.demo import run_demo
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     store = open_store(dsn)
@@ -438,8 +438,8 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     import json
     from pathlib import Path
 
-    from ._ingest.paths import default_spool_dir
-    from ._status import spool_status, store_status
+    from .._ingest.paths import default_spool_dir
+    from .._ingest.status import spool_status, store_status
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     spool_root = env_str("SPANLEDGER_SPOOL_DIR", args.spool_dir, "")
@@ -495,8 +495,8 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     """``quarantine list`` and ``quarantine replay``: the calls set aside, and pricing them again."""
     from pathlib import Path
 
-    from ._ingest.paths import default_spool_dir
-    from ._ingest.quarantine import Quarantine
+    from .._ingest.paths import default_spool_dir
+    from .._ingest.quarantine import Quarantine
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     spool_root = env_str("SPANLEDGER_SPOOL_DIR", args.spool_dir, "")
@@ -526,7 +526,7 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
                 )
                 console.print(f"    {escape(e.error)}")
         return 0
-    from ._ingest.pipeline import Pipeline
+    from .._ingest.pipeline import Pipeline
 
     pipeline = Pipeline(open_store(dsn), spool_dir=root, price_file=args.price_file)
     try:
@@ -549,7 +549,7 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
     try:
-        from ._server import serve
+        from .._server import serve
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"`spanledger serve` needs the serve extra: pip install 'spanledger[serve]' ({exc})"

@@ -1,0 +1,1 @@
+"""Pricing: exact Decimal USD from genai-prices and the user's price rules."""
