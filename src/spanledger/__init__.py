@@ -22,22 +22,22 @@ from ._errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
-from ._model.call import LLMCall
-from ._pricing.pricer import PriceFileError, Pricer, PriceRule
-from ._query.ledger import (
+from ._model.call import LLMCall, StoredCall
+from ._model.rows import (
     UNATTRIBUTED_LABEL,
     DailyRow,
-    Ledger,
     ModelRow,
     Overview,
     Page,
     TenantRow,
     TopUser,
     Totals,
-    Usage,
     UserDetail,
     UserRow,
 )
+from ._model.usage import Usage
+from ._pricing.pricer import PriceFileError, Pricer, PriceRule
+from ._query.ledger import Ledger
 from ._store.store import Store
 
 __version__ = "0.1.0"
@@ -65,6 +65,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreUnavailableError",
+    "StoredCall",
     "TenantRow",
     "TopUser",
     "Totals",

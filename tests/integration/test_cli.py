@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +83,20 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     return Seeded(dsn, demo.stdout, users, tenants)
 
 
+def dollars(value: Decimal) -> str:
+    """How a table shows an amount: $1,234.57 from $10 up, four decimals below (the README's rule)."""
+    places = Decimal("0.01") if value >= 10 else Decimal("0.0001")
+    return f"${value.quantize(places, rounding=ROUND_HALF_UP):,}"
+
+
 def _money(row: dict[str, Any]) -> Decimal:
-    assert isinstance(row["cost_usd"], str) and EXACT_MONEY.match(row["cost_usd"]), row["cost_usd"]
-    return Decimal(row["cost_usd"])
+    assert isinstance(row["cost"], str) and EXACT_MONEY.match(row["cost"]), row["cost"]
+    return Decimal(row["cost"])
 
 
 def test_users_json_holds_every_user_with_exact_money(seeded: Seeded) -> None:
     plan = plan_traffic()
-    rows = seeded.users["rows"]
+    rows = seeded.users["data"]
     assert seeded.users["total"] == len(rows) == len({c.user_id for c in plan}) > 30
     assert sum(r["requests"] for r in rows) == len(plan)
     assert sum(r["errors"] for r in rows) == sum(1 for c in plan if c.status != 200)
@@ -101,13 +107,13 @@ def test_users_json_holds_every_user_with_exact_money(seeded: Seeded) -> None:
     costs = [_money(r) for r in rows]
     assert costs == sorted(costs, reverse=True)  # default: most expensive first
     # users and tenants are two rollups of the same calls: their totals agree to the last digit
-    assert sum(costs) == sum(_money(t) for t in seeded.tenants["rows"]) > Decimal(1)
+    assert sum(costs) == sum(_money(t) for t in seeded.tenants["data"]) > Decimal(1)
     for row in rows:
-        assert row["last_seen"].endswith("+00:00")
+        assert row["last_seen"].endswith("Z")  # ISO-8601 UTC, as the API writes it
 
 
 def test_a_users_cost_is_the_sum_of_their_per_model_costs(seeded: Seeded) -> None:
-    rows = seeded.users["rows"]
+    rows = seeded.users["data"]
     picked = [rows[0], rows[1], next(r for r in rows if r["user_id"] == "")]
     for row in picked:
         detail = json.loads(ok("user", row["label"], "--format", "json", "--calls", "3", "--store", seeded.dsn))
@@ -123,61 +129,61 @@ def test_a_users_cost_is_the_sum_of_their_per_model_costs(seeded: Seeded) -> Non
 def test_sort_order_limit_and_page(seeded: Seeded) -> None:
     args = ("users", "--sort", "requests", "--asc", "--limit", "5", "--page", "2", "--format", "json")
     out = json.loads(ok(*args, "--store", seeded.dsn))
-    assert out["sort"] == "requests" and out["order"] == "asc" and out["page"] == 2
-    assert len(out["rows"]) == 5 and out["total"] == seeded.users["total"]
+    assert out["sort_by"] == "requests" and out["sort_dir"] == "asc" and out["page"] == 2
+    assert len(out["data"]) == 5 and out["total"] == seeded.users["total"]
     assert out["pages"] == -(-seeded.users["total"] // 5)
-    by_requests = sorted(seeded.users["rows"], key=lambda r: (r["requests"], r["tenant_id"], r["user_id"]))
-    assert [r["user_id"] for r in out["rows"]] == [r["user_id"] for r in by_requests[5:10]]
+    by_requests = sorted(seeded.users["data"], key=lambda r: (r["requests"], r["tenant_id"], r["user_id"]))
+    assert [r["user_id"] for r in out["data"]] == [r["user_id"] for r in by_requests[5:10]]
 
 
 def test_search_and_tenant_filters(seeded: Seeded) -> None:
     found = json.loads(ok("users", "--search", "ACME", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
-    expected = [r["user_id"] for r in seeded.users["rows"] if "acme" in r["user_id"]]
-    assert [r["user_id"] for r in found["rows"]] == expected and expected
+    expected = [r["user_id"] for r in seeded.users["data"] if "acme" in r["user_id"]]
+    assert [r["user_id"] for r in found["data"]] == expected and expected
 
     globex = json.loads(ok("users", "--tenant", "globex", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
-    expected = [r["user_id"] for r in seeded.users["rows"] if r["tenant_id"] == "globex"]
-    assert [r["user_id"] for r in globex["rows"]] == expected and expected
+    expected = [r["user_id"] for r in seeded.users["data"] if r["tenant_id"] == "globex"]
+    assert [r["user_id"] for r in globex["data"]] == expected and expected
 
 
 def test_tag_filters(seeded: Seeded) -> None:
     pro = json.loads(ok("users", "--tag", "plan=pro", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
-    assert {r["tenant_id"] for r in pro["rows"]} == PRO_TENANTS
-    tenant_totals = {t["tenant_id"]: t for t in seeded.tenants["rows"]}
-    assert sum(r["requests"] for r in pro["rows"]) == sum(tenant_totals[t]["requests"] for t in PRO_TENANTS)
-    assert sum(_money(r) for r in pro["rows"]) == sum(_money(tenant_totals[t]) for t in PRO_TENANTS)
+    assert {r["tenant_id"] for r in pro["data"]} == PRO_TENANTS
+    tenant_totals = {t["tenant_id"]: t for t in seeded.tenants["data"]}
+    assert sum(r["requests"] for r in pro["data"]) == sum(tenant_totals[t]["requests"] for t in PRO_TENANTS)
+    assert sum(_money(r) for r in pro["data"]) == sum(_money(tenant_totals[t]) for t in PRO_TENANTS)
 
     args = ("users", "--tag", "plan=pro", "--tag", "feature=chat", "--limit", "1000", "--format", "json")
     chat = json.loads(ok(*args, "--store", seeded.dsn))
     plan = plan_traffic()
-    assert sum(r["requests"] for r in chat["rows"]) == sum(1 for c in plan if c.plan == "pro" and c.feature == "chat")
+    assert sum(r["requests"] for r in chat["data"]) == sum(1 for c in plan if c.plan == "pro" and c.feature == "chat")
 
 
 def test_csv_has_a_header_and_one_line_per_user(seeded: Seeded) -> None:
     text = ok("users", "--limit", "7", "--format", "csv", "--store", seeded.dsn)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 7 and text.count("\n") == 8
-    assert [r["user_id"] for r in rows] == [r["user_id"] for r in seeded.users["rows"][:7]]
-    assert [Decimal(r["cost_usd"]) for r in rows] == [_money(r) for r in seeded.users["rows"][:7]]
+    assert [r["user_id"] for r in rows] == [r["user_id"] for r in seeded.users["data"][:7]]
+    assert [Decimal(r["cost"]) for r in rows] == [_money(r) for r in seeded.users["data"][:7]]
 
 
 def test_tables_show_money_totals_and_the_page(seeded: Seeded) -> None:
     table = ok("users", "--limit", "5", "--store", seeded.dsn)
-    top = seeded.users["rows"][0]
+    top = seeded.users["data"][0]
     assert top["user_id"] in table
-    assert f"${Decimal(top['cost_usd']).quantize(Decimal('0.0001')):,}" in table
+    assert dollars(_money(top)) in table
     assert f"page 1 of {-(-seeded.users['total'] // 5)}" in table
     assert f"Shown (5 of {seeded.users['total']})" in table
     assert "unpriced" in table  # the note under the table
 
     tenants = ok("tenants", "--store", seeded.dsn)
-    total = sum(_money(t) for t in seeded.tenants["rows"])
-    requests = sum(t["requests"] for t in seeded.tenants["rows"])
-    assert re.search(rf"Total\s.*{requests:,}.*\${total.quantize(Decimal('0.0001')):,}", tenants)
+    total = sum(_money(t) for t in seeded.tenants["data"])
+    requests = sum(t["requests"] for t in seeded.tenants["data"])
+    assert re.search(rf"Total\s.*{requests:,}.*{re.escape(dollars(total))}", tenants)
 
 
 def test_user_table_and_unknown_user(seeded: Seeded) -> None:
-    top = seeded.users["rows"][0]
+    top = seeded.users["data"][0]
     page = ok("user", top["user_id"], "--store", seeded.dsn)
     for heading in ("Per model", "Per day", "most recent calls"):
         assert heading in page
@@ -187,7 +193,7 @@ def test_user_table_and_unknown_user(seeded: Seeded) -> None:
 
 def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
     out = json.loads(ok("overview", "--top", "3", "--format", "json", "--store", seeded.dsn))
-    users, tenants, plan = seeded.users["rows"], seeded.tenants["rows"], plan_traffic()
+    users, tenants, plan = seeded.users["data"], seeded.tenants["data"], plan_traffic()
 
     def key(u: dict[str, Any]) -> tuple[Any, ...]:
         return (u["user_id"], u["label"], u["tenant_id"], _money(u), u["requests"], u["unpriced_requests"])
@@ -201,11 +207,11 @@ def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
     assert totals["active_users"] == sum(1 for u in users if u["user_id"]) and totals["tenants"] == len(tenants)
     assert out["unattributed_requests"] == sum(1 for c in plan if c.user_id is None) > 0
     unattributed = sum(_money(u) for u in users if not u["user_id"])
-    assert Decimal(out["unattributed_cost_usd"]) == unattributed
-    assert sum(Decimal(d["cost_usd"]) for d in out["daily"]) == _money(totals)
+    assert Decimal(out["unattributed_cost"]) == unattributed
+    assert sum(Decimal(d["cost"]) for d in out["daily"]) == _money(totals)
 
     table = ok("overview", "--store", seeded.dsn)
-    assert f"${_money(totals).quantize(Decimal('0.0001')):,}" in table
+    assert dollars(_money(totals)) in table
     assert users[0]["user_id"] in table and tenants[0]["tenant_id"] in table
     for heading in ("Top users by LLM cost", "Top tenants by LLM cost", "Cost per day", "with no user"):
         assert heading in table
@@ -214,8 +220,8 @@ def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
 
 def test_daily_totals_match(seeded: Seeded) -> None:
     out = json.loads(ok("daily", "--format", "json", "--store", seeded.dsn))
-    assert 1 <= len(out["rows"]) <= 2  # the last 24 h touch one or two UTC days
-    assert sum(Decimal(r["cost_usd"]) for r in out["rows"]) == sum(_money(t) for t in seeded.tenants["rows"])
+    assert 1 <= len(out["data"]) <= 2  # the last 24 h touch one or two UTC days
+    assert sum(Decimal(r["cost"]) for r in out["data"]) == sum(_money(t) for t in seeded.tenants["data"])
 
 
 def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
@@ -224,11 +230,12 @@ def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
     chunks = ("\n".join(line for line in chunk.splitlines() if not line.startswith("--")) for chunk in ddl.split(";"))
     statements = [chunk.strip() for chunk in chunks if chunk.strip()]
     # database, raw table, three hourly rollups and their views; migration 2: daily rollup, view, backfill;
-    # migration 3: two more daily rollups, each with its view and backfill
-    assert len(statements) == 17
+    # migration 3: two more daily rollups, each with its view and backfill; migration 4: call_keys, its view,
+    # backfill; migration 5: a column on each of the six rollups, a new query for each of their views
+    assert len(statements) == 17 + 3 + 12
     for statement in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows[0][0]
-        assert formatted.split()[0] in ("CREATE", "INSERT")
+        assert formatted.split()[0] in ("CREATE", "INSERT", "ALTER")
 
 
 def test_schema_for_a_cluster() -> None:
@@ -294,13 +301,13 @@ def test_a_second_demo_run_shows_the_same_numbers(seeded: Seeded) -> None:
     assert f"Replaced {len(plan_traffic()):,} calls from an earlier demo run." in again.stdout
     users = json.loads(ok("users", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
     tenants = json.loads(ok("tenants", "--limit", "1000", "--format", "json", "--store", seeded.dsn))
-    assert users["rows"][0]["user_id"] == seeded.users["rows"][0]["user_id"]
+    assert users["data"][0]["user_id"] == seeded.users["data"][0]["user_id"]
 
     def totals(rows: list[dict[str, Any]]) -> list[tuple[str, int, int, Decimal]]:
         return sorted((r.get("user_id", r["tenant_id"]), r["requests"], r["total_tokens"], _money(r)) for r in rows)
 
-    assert totals(users["rows"]) == totals(seeded.users["rows"])
-    assert totals(tenants["rows"]) == totals(seeded.tenants["rows"])
+    assert totals(users["data"]) == totals(seeded.users["data"])
+    assert totals(tenants["data"]) == totals(seeded.tenants["data"])
     assert _ranked_lines(again.stdout) == _ranked_lines(seeded.demo_output)
 
 

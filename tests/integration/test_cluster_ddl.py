@@ -8,7 +8,7 @@ import pytest
 
 from spanledger import ConfigError, Store, StoreError
 from spanledger._store.cluster import SHARDING_KEY, cluster_ddl, cluster_statements
-from spanledger._store.schema import RAW_TABLE, ROLLUP_TABLES, migrations
+from spanledger._store.schema import KEYS_TABLE, RAW_TABLE, ROLLUP_TABLES, migrations
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_every_statement_parses_with_clickhouses_parser(store: Store) -> None:
 
 def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
     statements = cluster_statements("ledger", "prod")
-    tables = [RAW_TABLE, *ROLLUP_TABLES]
+    tables = [RAW_TABLE, *ROLLUP_TABLES, KEYS_TABLE]
     assert all(" ON CLUSTER `prod`" in s for s in statements[:-1])
     for table in tables:
         (local,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table}_local ")]
@@ -40,9 +40,15 @@ def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
         key = f", {SHARDING_KEY}" if table == RAW_TABLE else ""
         assert dist.endswith(f"ENGINE = Distributed('prod', ledger, {table}_local{key})")
     views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == len(ROLLUP_TABLES)
+    assert len(views) == len(ROLLUP_TABLES) + 1  # and call_keys'
+    # a metric added later: the column on every local and Distributed rollup, every view's query on every shard
+    added = [s for s in statements if "ADD COLUMN IF NOT EXISTS incomplete_requests" in s]
+    assert len(added) == 2 * len(ROLLUP_TABLES)
+    modified = [s for s in statements if " MODIFY QUERY" in s]
+    assert len(modified) == len(ROLLUP_TABLES)
+    assert all("FROM ledger.llm_calls_local AS r" in s and " ON CLUSTER `prod`" in s for s in modified)
     for view in views:
-        assert "FROM ledger.llm_calls_local AS r" in view and re.search(r" TO ledger\.\w+_local AS", view)
+        assert "FROM ledger.llm_calls_local" in view and re.search(r" TO ledger\.\w+_local AS", view)
     # the same columns and keys as the single-server schema, table for table
     single = [s for m in migrations("ledger") for s in m.statements if s.startswith("CREATE TABLE")]
     for statement in single:

@@ -128,7 +128,7 @@ class Pipeline:
         """The single stored call of ``user_id``."""
         self.flush()
         detail = self.ledger.user(user_id)
-        assert len(detail.calls) == 1, [(c["source"], c["span_id"], c["output_tokens"]) for c in detail.calls]
+        assert len(detail.calls) == 1, [(c.source, c.span_id, c.output_tokens) for c in detail.calls]
         return detail.calls[0]
 
     def assert_counted_once_each(self) -> None:
@@ -164,12 +164,12 @@ def test_openai_cached_tokens_are_priced_at_the_cache_rate(pipeline: Pipeline) -
     assert response.usage.prompt_tokens_details.cached_tokens == 1024
 
     row = pipeline.only_row("alice")
-    assert (row["model"], row["request_model"], row["provider"]) == ("gpt-4o-mini-2024-07-18", GPT, "openai")
-    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (1200, 1024, 30)
-    assert row["reasoning_tokens"] == 12  # part of the 30 output tokens, not on top
+    assert (row.model, row.request_model, row.provider) == ("gpt-4o-mini-2024-07-18", GPT, "openai")
+    assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (1200, 1024, 30)
+    assert row.reasoning_tokens == 12  # part of the 30 output tokens, not on top
     # 176 × 0.15 + 1024 × 0.075 + 30 × 0.6 = 121.2 per million
-    assert row["cost"] == Decimal("0.0001212")
-    assert (row["tenant_id"], row["tags"]) == ("acme", {"plan": "pro"})
+    assert row.cost == Decimal("0.0001212")
+    assert (row.tenant_id, row.tags) == ("acme", {"plan": "pro"})
     pipeline.assert_counted_once_each()
 
 
@@ -184,9 +184,9 @@ def test_openai_streaming_usage_chunk_is_priced(pipeline: Pipeline) -> None:
     assert chunks[-1].usage.completion_tokens == 100
 
     row = pipeline.only_row("alice")
-    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (2000, 1536, 100)
+    assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (2000, 1536, 100)
     # 464 × 0.15 + 1536 × 0.075 + 100 × 0.6 = 244.8 per million
-    assert row["cost"] == Decimal("0.0002448")
+    assert row.cost == Decimal("0.0002448")
     pipeline.assert_counted_once_each()
 
 
@@ -201,9 +201,9 @@ def test_anthropic_cache_read_and_write_are_not_double_counted(pipeline: Pipelin
     assert message.usage.cache_creation_input_tokens == 500
 
     row = pipeline.only_row("bob")
-    assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (3000, 2000, 500)
+    assert (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (3000, 2000, 500)
     # 500 × 3 + 2000 × 0.30 + 500 × 3.75 + 40 × 15 = 4575 per million (12075 if the cache were counted twice)
-    assert row["cost"] == Decimal("0.004575")
+    assert row.cost == Decimal("0.004575")
     pipeline.assert_counted_once_each()
 
 
@@ -224,9 +224,9 @@ def test_anthropic_streaming_is_priced_from_the_final_usage(pipeline: Pipeline) 
     assert events[-2].usage.output_tokens == 200
 
     row = pipeline.only_row("carol")
-    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (5000, 4000, 200)
+    assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (5000, 4000, 200)
     # 1000 × 3 + 4000 × 0.30 + 200 × 15 = 7200 per million
-    assert row["cost"] == Decimal("0.0072")
+    assert row.cost == Decimal("0.0072")
     pipeline.assert_counted_once_each()
 
 
@@ -253,9 +253,9 @@ def test_anthropic_stream_helper(pipeline: Pipeline) -> None:
     assert final.usage.output_tokens == 10
 
     row = pipeline.only_row("carol")
-    assert (row["input_tokens"], row["cache_write_tokens"], row["output_tokens"]) == (1000, 1000, 10)
+    assert (row.input_tokens, row.cache_write_tokens, row.output_tokens) == (1000, 1000, 10)
     # 1000 × 3.75 + 10 × 15 = 3900 per million
-    assert row["cost"] == Decimal("0.0039")
+    assert row.cost == Decimal("0.0039")
     pipeline.assert_counted_once_each()
 
 
@@ -280,8 +280,8 @@ def test_error_response_is_stored_counted_and_attributed(pipeline: Pipeline, api
     assert (summary.tenant_id, summary.usage.requests, summary.usage.errors) == ("globex", 1, 1)
     assert summary.usage.cost == Decimal(0)
     row = pipeline.only_row("dave")
-    assert row["is_error"] == 1
-    assert row["error_type"]
+    assert row.is_error == 1
+    assert row.error_type
     pipeline.assert_counted_once_each()
 
 
@@ -315,7 +315,7 @@ def test_propagate_false_keeps_ids_out_of_request_headers(pipeline: Pipeline) ->
         summary = pipeline.ledger.user(user).summary
         assert summary is not None
         assert (summary.tenant_id, summary.usage.requests, summary.usage.cost) == ("acme", 1, Decimal("0.0045"))
-        assert pipeline.only_row(user)["tags"] == {"plan": "pro"}
+        assert pipeline.only_row(user).tags == {"plan": "pro"}
     pipeline.assert_counted_once_each()
 
 

@@ -110,6 +110,8 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name", {"db": first.database}
     ).result_rows
     assert [t[0] for t in tables] == [
+        "call_keys",
+        "call_keys_mv",
         "llm_calls",
         "schema_migrations",
         "usage_by_tenant_daily",
@@ -126,7 +128,7 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "usage_by_user_model_hourly_mv",
     ]
     migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
-    assert migrations == [(1,), (2,), (3,)]
+    assert migrations == [(1,), (2,), (3,), (4,), (5,)]
 
 
 def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
@@ -149,7 +151,7 @@ def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
     assert alice_http.summary is not None and alice_http.summary.usage.cost == MINI * 2 + Decimal("0.0075")
     carol = http_ledger.user("carol").summary
     assert carol is not None and (carol.usage.cost, carol.usage.unpriced_requests) == (Decimal(0), 1)
-    assert [(c["user_id"], c["tags"]) for c in http_ledger.user("alice").calls] == [("alice", {"plan": "pro"})] * 3
+    assert [(c.user_id, c.tags) for c in http_ledger.user("alice").calls] == [("alice", {"plan": "pro"})] * 3
     assert _integrity(http_store_dsn) == (6, 6, TOTAL_COST, [6] * len(ROLLUP_TABLES), [TOTAL_COST] * len(ROLLUP_TABLES))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import uuid
@@ -187,7 +188,7 @@ def test_unattributed_calls_are_listed_under_the_empty_user(ledger: Ledger) -> N
     assert (row.usage.requests, row.usage.cost) == (2, MINI * 2)
     detail = ledger.user("")
     assert detail.summary is not None and detail.summary.usage.requests == 2
-    assert len(detail.calls) == 2 and all(c["user_id"] == "" for c in detail.calls)
+    assert len(detail.calls) == 2 and all(c.user_id == "" for c in detail.calls)
 
 
 SORT_VALUES: dict[str, Callable[[UserRow], Any]] = {
@@ -398,30 +399,30 @@ def test_user_detail(ledger: Ledger) -> None:
         (date(2026, 6, 11), Decimal("0.07") + MINI, 2, 1),
     ]
     calls = detail.calls
-    assert [c["timestamp"] for c in calls] == [
+    assert [c.timestamp for c in calls] == [
         DAY2 + timedelta(hours=11),
         DAY2 + timedelta(hours=10, minutes=15),
         DAY1 + timedelta(hours=9),
     ]
     newest = calls[0]
-    assert {name for name, _ in RAW_COLUMNS} <= set(newest)
-    assert newest["cost"] == MINI and isinstance(newest["cost"], Decimal)
-    assert (newest["model"], newest["provider"], newest["tenant_id"], newest["tags"]) == (
+    assert {name for name, _ in RAW_COLUMNS} <= {f.name for f in dataclasses.fields(newest)}
+    assert newest.cost == MINI and isinstance(newest.cost, Decimal)
+    assert (newest.model, newest.provider, newest.tenant_id, newest.tags) == (
         "gpt-4o-mini",
         "openai",
         "acme",
         {"plan": "pro"},
     )
-    assert (newest["input_tokens"], newest["cache_read_tokens"], newest["output_tokens"]) == (1200, 1024, 30)
-    assert len(newest["trace_id"]) == 32 and int(newest["trace_id"], 16) > 0x5EED_0000
-    assert len(newest["span_id"]) == 16
-    assert newest["price_source"].startswith("genai-prices ")
+    assert (newest.input_tokens, newest.cache_read_tokens, newest.output_tokens) == (1200, 1024, 30)
+    assert newest.trace_id > 0x5EED_0000
+    assert newest.span_id > 0
+    assert newest.price_source.startswith("genai-prices ")
 
 
 def test_user_detail_keeps_the_last_fifty_calls_newest_first(ledger: Ledger) -> None:
     calls = ledger.user("bob").calls
     assert len(calls) == 50
-    assert [c["timestamp"] for c in calls] == [DAY1 + timedelta(minutes=59 - i) for i in range(50)]
+    assert [c.timestamp for c in calls] == [DAY1 + timedelta(minutes=59 - i) for i in range(50)]
     assert len(ledger.user("bob", calls=10).calls) == 10
     assert ledger.user("bob", calls=0).calls == []
 
@@ -436,7 +437,7 @@ def test_user_in_two_tenants_and_tenant_filter(store: Store, tmp_path: Path) -> 
     ledger = Ledger(store)
     detail = ledger.user("sam")
     assert detail.summary is not None
-    assert (detail.summary.tenant_id, detail.summary.usage.requests) == ("a,b", 2)
+    assert (detail.summary.tenant_ids, detail.summary.usage.requests) == (("a", "b"), 2)
     only_b = ledger.user("sam", tenant_id="b")
     assert only_b.summary is not None and only_b.summary.usage.requests == 1
     assert set(keys(ledger.users().rows)) == {("a", "sam"), ("b", "sam")}

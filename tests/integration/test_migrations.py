@@ -36,11 +36,11 @@ def test_migrations_2_and_3_backfill_the_daily_rollups_from_calls_stored_under_v
         calls.append(call)
     old.insert_calls(to_columns(calls), dedup_token="v1-data")
 
-    upgraded = Store(store_dsn)  # applies migrations 2 and 3
+    upgraded = Store(store_dsn)  # applies migrations 2 to 5
     versions = [
         r[0] for r in upgraded.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} ORDER BY version").result_rows
     ]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4, 5]
     for table in DAILY_KEYS:
         daily = upgraded.query(f"SELECT sum(requests), sum(cost), count() FROM {db}.{table}").result_rows[0]
         assert (daily[0], daily[1]) == (50, Decimal("0.0001212") * 50), table
@@ -79,3 +79,45 @@ def test_tables_read_a_few_users_at_a_time_have_small_granules(store_dsn: str) -
     )
     assert marks["llm_calls"] >= 3 and marks["usage_by_user_model_daily"] >= 3  # 3000 rows / 1024 (+ final)
     assert marks["usage_by_user_daily"] == 2  # 3000 rows in one 8,192-row granule (+ the final mark)
+
+
+def test_migration_5_adds_a_metric_to_every_rollup_of_a_version_3_store(store_dsn: str) -> None:
+    """A store made before ``incomplete_requests`` existed: its rollups get the column and their views the new
+    query; calls stored before count 0 there, calls stored after are counted, and every query still works."""
+    old = Store(store_dsn, create=False)
+    db = old.database
+    old.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    old.command(
+        f"CREATE TABLE {db}.{MIGRATIONS_TABLE} (version UInt32, name String, applied_at DateTime64(3, 'UTC') "
+        "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+    )
+    for migration in migrations(db)[:3]:  # as version 3 wrote them: without the metric
+        for statement in migration.statements:
+            without = "\n".join(line for line in statement.split("\n") if "incomplete_requests" not in line)
+            old.command(without)
+        old.insert_rows(
+            MIGRATIONS_TABLE, [[migration.version, migration.name]], ["version", "name"], ["UInt32", "String"]
+        )
+    assert "incomplete_requests" not in old.query(f"SHOW CREATE TABLE {db}.usage_by_user_daily").result_rows[0][0]
+    normalizer, pricer = Normalizer(), Pricer()
+
+    def calls(first: int, flags: list[str]) -> list[object]:
+        out = []
+        for n in range(first, first + 4):
+            call = normalizer.normalize(llm_span(n), time.time_ns())
+            assert not isinstance(call, str)
+            pricer.price(call)
+            call.flags.extend(flags)
+            out.append(call)
+        return out
+
+    old.insert_calls(to_columns(calls(0, ["usage_incomplete"])), dedup_token="before")  # type: ignore[arg-type]
+    upgraded = Store(store_dsn)  # applies migrations 4 and 5
+    upgraded.insert_calls(to_columns(calls(10, ["usage_incomplete"])), dedup_token="after")  # type: ignore[arg-type]
+    from spanledger._store.schema import ROLLUP_TABLES
+
+    for table in ROLLUP_TABLES:
+        got = upgraded.query(f"SELECT sum(requests), sum(incomplete_requests) FROM {db}.{table}").result_rows[0]
+        assert tuple(got) == (8, 4), table  # the 4 stored before the migration count 0: no rebuild was run
+    page = Ledger(upgraded).users()
+    assert [(r.user_id, r.usage.requests, r.usage.incomplete_requests) for r in page.rows] == [("alice", 8, 4)]

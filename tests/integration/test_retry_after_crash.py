@@ -45,14 +45,10 @@ print(json.dumps({"rows": rows, "distinct": distinct, "cost": str(cost), "rollup
 """
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLEDGER_")}
-    return {
-        **env,
-        "PYTHONPATH": str(ROOT),
-        "SPANLEDGER_ADMIN_TOKEN": ADMIN_TOKEN,
-        "SPANLEDGER_INGEST_TOKEN": INGEST_TOKEN,
-    }
+    tokens = {"SPANLEDGER_ADMIN_TOKEN": ADMIN_TOKEN, "SPANLEDGER_INGEST_TOKEN": INGEST_TOKEN}
+    return {**env, "PYTHONPATH": str(ROOT), **tokens, **extra}
 
 
 def _free_port() -> int:
@@ -95,9 +91,13 @@ def _body(spans: list[ReadableSpan], encoding: str, compress: bool) -> tuple[byt
 
 
 @contextmanager
-def _serve(store: str, port: int) -> Iterator[tuple[subprocess.Popen[str], httpx2.Client]]:
+def _serve(
+    store: str, port: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], httpx2.Client]]:
     command = [sys.executable, "-m", "spanledger", "serve", "--store", store, "--port", str(port)]
-    server = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        command, env=_env(**(env or {})), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             deadline = time.monotonic() + 60
@@ -139,56 +139,38 @@ def test_resent_batches_after_sigkill_and_restart_are_counted_once(tmp_path: Pat
     assert counted["rollups"] == {table: calls for table in counted["rollups"]}  # type: ignore[union-attr]
 
 
-_WRITER = """
-import sys, time
-from spanledger import CostExporter
-from tests.factories import llm_span
-dsn, spool, first, last, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-exporter = CostExporter(dsn, spool_dir=spool, flush_interval_ms=60_000 if mode == "crash" else 200)
-spans = [llm_span(n, user=f"user-{n % 6}") for n in range(first, last)]
-assert exporter.export(spans).name == "SUCCESS"
-print("acknowledged", flush=True)
-if mode == "crash":
-    time.sleep(600)  # killed before its flusher runs: the calls are only in its spool
-assert exporter.force_flush(60_000)
-exporter.shutdown()
-print(dict(exporter.stats), flush=True)
-"""
-
-
-def _writer(dsn: str, spool: Path, first: int, last: int, mode: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-c", _WRITER, dsn, str(spool), str(first), str(last), mode]
-    return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
-def test_two_writers_on_one_clickhouse_http_endpoint_count_a_redelivered_span_once(
+def test_two_servers_on_one_clickhouse_http_endpoint_count_a_redelivered_span_once(
     ch_server: ClickHouseHTTPServer, tmp_path: Path
 ) -> None:
     from spanledger import Store
 
     dsn = ch_server.dsn("t_two_writers", connect_timeout=5, send_receive_timeout=30)
     Store(dsn).close()  # the schema, created once
+    first, overlap = (
+        _body([s for b in (0, 1) for s in _batch(b)], "protobuf", False),
+        _body([s for b in (1, 2) for s in _batch(b)], "json", True),
+    )
     try:
-        # writer A acknowledges 0..60 and is SIGKILLed before it inserts anything
-        a = _writer(dsn, tmp_path / "spool-a", 0, 60, "crash")
-        assert a.stdout is not None and a.stdout.readline().strip() == "acknowledged"
-        a.send_signal(signal.SIGKILL)
-        a.communicate(timeout=30)
-        # the client's retry lands on writer B (another process, another spool), overlapping 40..100
-        b = _writer(dsn, tmp_path / "spool-b", 40, 100, "ok")
-        _, err_b = b.communicate(timeout=120)
-        assert b.returncode == 0, err_b[-2000:]
-        # A restarts on its spool: it replays 0..60, of which B already stored 40..60
-        a2 = _writer(dsn, tmp_path / "spool-a", 50, 70, "ok")
-        out_a2, err_a2 = a2.communicate(timeout=120)
-        assert a2.returncode == 0, err_a2[-2000:]
-        assert "'replayed': 40" in out_a2, out_a2  # 0..40 from its spool; 40..60 were B's already
+        slow = {"SPANLEDGER_SPOOL_DIR": str(tmp_path / "spool-a"), "SPANLEDGER_FLUSH_INTERVAL_MS": "600000"}
+        with _serve(dsn, _free_port(), env=slow) as (a, http):
+            # server A acknowledges batches 0 and 1, and is SIGKILLed before it inserts anything
+            assert http.post("/v1/traces", content=first[0], headers=first[1]).status_code == 200
+            a.send_signal(signal.SIGKILL)
+            a.wait(timeout=30)
+        # the client's retry reaches server B (another process, another spool), with batch 2 beside batch 1
+        with _serve(dsn, _free_port(), env={"SPANLEDGER_SPOOL_DIR": str(tmp_path / "spool-b")}) as (_b, http):
+            assert http.post("/v1/traces", content=overlap[0], headers=overlap[1]).status_code == 200
+        # A restarts on its spool: it replays batches 0 and 1, of which B already stored batch 1
+        with _serve(dsn, _free_port(), env={"SPANLEDGER_SPOOL_DIR": str(tmp_path / "spool-a")}):
+            pass  # it adopts the spool at start-up and drains it at shutdown (SIGTERM)
+        # every call once: batch 0 only A ever had, batch 2 only B, batch 1 both
         store = Store(dsn, create=False)
+        calls = 3 * PER_BATCH
         rows, distinct = store.query(
             "SELECT count(), uniqExact(trace_id, span_id) FROM t_two_writers.llm_calls"
         ).result_rows[0]
-        assert (rows, distinct) == (100, 100)
+        assert (rows, distinct) == (calls, calls)
         for table in ("usage_by_user_hourly", "usage_by_tenant_daily", "usage_by_user_model_daily"):
-            assert store.query(f"SELECT sum(requests) FROM t_two_writers.{table}").result_rows[0][0] == 100, table
+            assert store.query(f"SELECT sum(requests) FROM t_two_writers.{table}").result_rows[0][0] == calls, table
     finally:
         Store(dsn, create=False).command("DROP DATABASE IF EXISTS t_two_writers SYNC")

@@ -105,8 +105,8 @@ def test_serve_ingests_shuts_down_cleanly_and_the_data_stays(tmp_path: Path) -> 
     # the process is gone, its store is free: the CLI reads what the server stored on shutdown
     users = _cli("users", "--store", store, "--format", "json", env=env)
     assert users.returncode == 0, users.stderr
-    (row,) = json.loads(users.stdout)["rows"]
-    assert (row["user_id"], row["tenant_id"], Decimal(str(row["cost_usd"]))) == (
+    (row,) = json.loads(users.stdout)["data"]
+    assert (row["user_id"], row["tenant_id"], Decimal(row["cost"])) == (
         "carol",
         "initech",
         Decimal("0.0001212"),

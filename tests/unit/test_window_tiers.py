@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanledger._query.sql import Window, window
+from spanledger._query.tiers import TierPlan as Window
+from spanledger._query.tiers import plan as window
 
 _T0 = datetime(2026, 10, 30, tzinfo=UTC)
 # offsets in microseconds from _T0, so that edges land on, near and between hour and day boundaries

@@ -64,6 +64,8 @@ class CostExporter(SpanExporter):
         max_block_rows: Rows per insert; a fuller spool is flushed at once (``SPANLEDGER_MAX_BLOCK_ROWS``, 50000).
         shutdown_timeout_ms: How long ``shutdown`` may try a last insert (``SPANLEDGER_SHUTDOWN_TIMEOUT_MS``, 5000).
         dedup: Drop calls the store already holds before inserting (``SPANLEDGER_DEDUP``, on).
+        dedup_window_hours: How long the store remembers a stored call for that
+            (``SPANLEDGER_DEDUP_WINDOW_HOURS``, 48).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class CostExporter(SpanExporter):
         max_block_rows: int | None = None,
         shutdown_timeout_ms: int | None = None,
         dedup: bool | None = None,
+        dedup_window_hours: int | None = None,
     ) -> None:
         target: str | Store = store if isinstance(store, Store) else _checked_dsn(store)
         self._normalizer = Normalizer(
@@ -97,6 +100,7 @@ class CostExporter(SpanExporter):
             max_block_rows=max_block_rows,
             shutdown_timeout_ms=shutdown_timeout_ms,
             dedup=dedup,
+            dedup_window_hours=dedup_window_hours,
         )
         self._forward = Forwarder(forward_to) if forward_to is not None else None
         self._shutdown = False
@@ -115,8 +119,9 @@ class CostExporter(SpanExporter):
         return self.pipeline.spool
 
     # --- export (the BatchSpanProcessor's thread) ---------------------------------------------------
-    def ingest(self, spans: Sequence[ReadableSpan]) -> Ingested:
-        """Normalise and submit a batch; never raises. The OTLP ingest reads the result per request."""
+    def ingest(self, spans: Sequence[ReadableSpan], *, redelivered: bool = False) -> Ingested:
+        """Normalise and submit a batch; never raises. The OTLP ingest reads the result per request and says
+        ``redelivered``: spans from a client may be a retry of spans stored before (see ``Pipeline.submit``)."""
         now_ns = time.time_ns()
         stats = self.pipeline.stats
         stats["received"] += len(spans)
@@ -140,7 +145,7 @@ class CostExporter(SpanExporter):
         if unreadable:
             stats["rejected:unreadable"] += unreadable
         try:
-            result = self.pipeline.submit(submitted)
+            result = self.pipeline.submit(submitted, redelivered=redelivered)
         except Exception:  # never raise into the host application
             stats["rejected:export_error"] += len(submitted)
             _log.exception("spanledger export failed for %d spans", len(spans))

@@ -22,37 +22,27 @@ from rich.markup import escape
 from .. import __version__
 from .._config import DEFAULT_STORE, env_str
 from .._errors import ConfigError, SpanledgerError, StoreError
-from .._present.format import (
-    MODEL_FIELDS,
-    NO_TENANT_LABEL,
-    TENANT_FIELDS,
-    USER_FIELDS,
-    Window,
+from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, Page, UserDetail
+from .._present import records
+from .._present.numbers import count, iso, money, when
+from .._present.output import write_csv, write_json
+from .._present.sorts import ranking_title
+from .._present.tables import (
+    TimeRange,
     calls_table,
-    count,
-    daily_record,
     daily_table,
-    model_record,
     models_table,
-    money,
-    overview_record,
-    pages,
-    tenant_record,
     tenants_table,
     top_users_table,
-    user_record,
     users_table,
-    when,
-    write_csv,
-    write_json,
 )
-from .._query.ledger import UNATTRIBUTED_LABEL, Ledger, Page, UserDetail
+from .._query.ledger import Ledger
+from .._query.rankings import SORT_KEYS
 from .._query.timebound import parse_bound
 from .._store.store import Store
 
 PROG = "spanledger"
 DEFAULT_LIMIT = 20
-SORTS = ("cost", "requests", "tokens", "last_seen")
 FORMATS = ("table", "json", "csv")
 
 
@@ -104,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = _Parser(add_help=False)
     listing.add_argument("--search", metavar="TEXT", help="only ids containing TEXT (case-insensitive)")
-    listing.add_argument("--sort", choices=SORTS, default="cost", help="sort key (default: cost)")
+    listing.add_argument("--sort", choices=SORT_KEYS, default="cost", help="sort key (default: cost)")
     order = listing.add_mutually_exclusive_group()
     order.add_argument("--asc", dest="order", action="store_const", const="asc", help="ascending")
     order.add_argument("--desc", dest="order", action="store_const", const="desc", help="descending (default)")
@@ -222,9 +212,9 @@ def _console() -> Console:
     return console
 
 
-def _window(args: argparse.Namespace) -> Window:
+def _window(args: argparse.Namespace) -> TimeRange:
     now = datetime.now(UTC)
-    return Window(parse_bound(args.start, now=now), parse_bound(args.end, now=now))
+    return TimeRange(parse_bound(args.start, now=now), parse_bound(args.end, now=now))
 
 
 def _tags(args: argparse.Namespace) -> dict[str, str]:
@@ -275,7 +265,7 @@ def _cmd_overview(args: argparse.Namespace, console: Console) -> int:
     window, tags = _window(args), _tags(args)
     ov = _ledger(args).overview(start=window.start, end=window.end, tenant_id=args.tenant, tags=tags, top=args.top)
     if args.format == "json":
-        write_json({"window": window.as_dict(), **overview_record(ov)}, sys.stdout)
+        write_json({"window": window.as_dict(), **records.overview_record(ov)}, sys.stdout)
         return 0
     t = ov.totals
     if not t.usage.requests:
@@ -293,9 +283,9 @@ def _cmd_overview(args: argparse.Namespace, console: Console) -> int:
     console.print()
     width = console.width
     shown = f"top {len(ov.top_users)} · {count(t.active_users)} attributed users in all"
-    console.print(top_users_table(ov.top_users, title="Top users by LLM cost", caption=shown, width=width))
+    console.print(top_users_table(ov.top_users, title=ranking_title("Top users", "cost"), caption=shown, width=width))
     tenants = Page(rows=ov.top_tenants, total=t.tenants, page=1, limit=args.top)
-    console.print(tenants_table(tenants, window, title="Top tenants by LLM cost", width=width))
+    console.print(tenants_table(tenants, window, title=ranking_title("Top tenants", "cost"), width=width))
     console.print(daily_table(ov.daily, title="Cost per day", caption="UTC days with calls", width=width))
     return 0
 
@@ -307,20 +297,20 @@ def _cmd_ranked(args: argparse.Namespace, console: Console) -> int:
     common: dict[str, Any] = {"start": window.start, "end": window.end, "tags": tags, "search": args.search}
     order = args.order or "desc"
     paging: dict[str, Any] = {"sort_by": args.sort, "sort_dir": order, "page": args.page, "limit": args.limit}
-    page = ledger.users(tenant_id=args.tenant, **paging, **common) if users else ledger.tenants(**paging, **common)
-    records = [user_record(row) if users else tenant_record(row) for row in page.rows]
+    page: Page[Any] = (
+        ledger.users(tenant_id=args.tenant, **paging, **common) if users else ledger.tenants(**paging, **common)
+    )
+    shape = records.USER if users else records.TENANT
     if args.format == "json":
-        meta = {"window": window.as_dict(), "sort": args.sort, "order": order, "page": page.page}
-        write_json(
-            {**meta, "pages": pages(page), "limit": page.limit, "total": page.total, "rows": records}, sys.stdout
-        )
+        meta = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
+        write_json(records.page_record(page, shape, **meta), sys.stdout)
     elif args.format == "csv":
-        write_csv(records, sys.stdout, columns=USER_FIELDS if users else TENANT_FIELDS)
+        write_csv(shape.records(page.rows), sys.stdout, columns=shape.columns)
     elif not page.total:
         console.print(f"No {args.command} with LLM calls match ({window.describe()}).")
     else:
         table = users_table if users else tenants_table
-        console.print(table(page, window, sort=f"sorted by {args.sort} {order}", width=console.width))
+        console.print(table(page, window, sort_by=args.sort, sort_dir=order, width=console.width))
         _unpriced_note(console, sum(r.usage.unpriced_requests for r in page.rows))
     return 0
 
@@ -331,26 +321,16 @@ def _cmd_user(args: argparse.Namespace, console: Console) -> int:
     ledger = _ledger(args)
     detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=args.tenant, calls=max(0, args.calls))
     if args.format == "json":
-        write_json(
-            {
-                "user_id": user_id,
-                "label": user_id or UNATTRIBUTED_LABEL,
-                "window": window.as_dict(),
-                "summary": user_record(detail.summary) if detail.summary else None,
-                "models": [model_record(row) for row in detail.models],
-                "daily": [daily_record(row) for row in detail.daily],
-                "calls": detail.calls,
-            },
-            sys.stdout,
-        )
+        body = records.user_detail_record(user_id, detail.summary, detail.models, detail.daily, detail.calls)
+        write_json({"window": window.as_dict(), **body}, sys.stdout)
     elif args.format == "csv":
-        write_csv([model_record(row) for row in detail.models], sys.stdout, columns=MODEL_FIELDS)
+        write_csv(records.MODEL.records(detail.models), sys.stdout, columns=records.MODEL.columns)
     else:
         _print_user(console, ledger, detail, window)
     return 0
 
 
-def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Window) -> None:
+def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: TimeRange) -> None:
     label = detail.user_id or UNATTRIBUTED_LABEL
     if detail.summary is None:
         console.print(f"No LLM calls for [bold]{escape(label)}[/] ({window.describe()}).")
@@ -361,7 +341,7 @@ def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Wi
         return
     s = detail.summary
     u = s.usage
-    tenants = escape(", ".join(s.tenant_id.split(","))) if s.tenant_id else NO_TENANT_LABEL
+    tenants = escape(", ".join(t or NO_TENANT_LABEL for t in s.tenant_ids)) or NO_TENANT_LABEL
     console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
     lines = [
         f"[green bold]{money(u.cost)}[/] over {count(u.requests)} requests "
@@ -392,16 +372,10 @@ def _cmd_daily(args: argparse.Namespace, console: Console) -> int:
     rows = _ledger(args).daily(
         start=window.start, end=window.end, user_id=user_id, tenant_id=args.tenant, per=args.per, tags=tags
     )
-    key_name = f"{args.per}_id" if args.per else None
-    records = [daily_record(row, key_name) for row in rows]
     if args.format == "json":
-        write_json({"window": window.as_dict(), "per": args.per, "rows": records}, sys.stdout)
+        write_json({"window": window.as_dict(), "per": args.per, "data": records.DAILY.records(rows)}, sys.stdout)
     elif args.format == "csv":
-        write_csv(
-            records,
-            sys.stdout,
-            columns=["day", *([key_name] if key_name else []), "cost_usd", "requests", "active_users"],
-        )
+        write_csv(records.DAILY.records(rows), sys.stdout, columns=records.DAILY.columns)
     else:
         key_title = {"user": "User", "tenant": "Tenant"}.get(args.per or "")
         title, caption = "LLM cost per day", window.describe()
@@ -510,7 +484,7 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
                     "reason": e.reason,
                     "error": e.error,
                     "calls": e.calls,
-                    "quarantined_at": datetime.fromtimestamp(e.quarantined_at, UTC),
+                    "quarantined_at": iso(datetime.fromtimestamp(e.quarantined_at, UTC)),
                     "source": e.source,
                 }
                 for e in entries

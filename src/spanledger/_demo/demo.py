@@ -35,9 +35,10 @@ from .._capture.attribution import UserAttributionProcessor, attribute_to
 from .._capture.exporter import CostExporter
 from .._config import DEFAULT_STORE, env_str
 from .._errors import ConfigError
-from .._present.format import Window, count, tenants_table, users_table
+from .._present.numbers import count
+from .._present.tables import TimeRange, tenants_table, users_table
 from .._query.ledger import Ledger
-from .._store.schema import RAW_TABLE, ROLLUP_TABLES
+from .._store import maintenance
 from .._store.store import Store
 
 DEMO_SERVICE = "spanledger-demo"
@@ -235,19 +236,13 @@ class TimeShiftExporter(SpanExporter):
 
 def _reset(store: Store) -> int:
     """Empty spanledger's tables if they hold only demo calls; returns how many demo calls were removed."""
-    db = store.database
-    row = store.query(
-        f"SELECT countIf(service_name = {{s:String}}), countIf(service_name != {{s:String}}) FROM {db}.{RAW_TABLE}",
-        {"s": DEMO_SERVICE},
-    ).result_rows[0]
-    demo, other = int(row[0]), int(row[1])
+    demo, other = maintenance.calls_by_service(store, DEMO_SERVICE)
     if other:
         raise ConfigError(
-            f"database {db!r} of the store holds {other:,} LLM calls the demo did not write, and the demo only "
-            "replaces its own; run it on another database, e.g. --store 'chdb://.spanledger?database=demo'"
+            f"database {store.database!r} of the store holds {other:,} LLM calls the demo did not write, and the "
+            "demo only replaces its own; run it on another database, e.g. --store 'chdb://.spanledger?database=demo'"
         )
-    for table in (RAW_TABLE, *ROLLUP_TABLES):
-        store.command(f"TRUNCATE TABLE IF EXISTS {db}.{table}")
+    maintenance.empty(store)
     return demo
 
 
@@ -375,14 +370,14 @@ def run_demo(
     else:
         console.print(f"[red]Stored only {count(stored)} of {count(len(traffic))} calls[/] ({escape(str(stats))}).")
     ledger = Ledger(opened)
-    window = Window(day_start, None)
+    window = TimeRange(day_start, None)
     top = ledger.users(start=day_start, limit=10)
     tenants = ledger.tenants(start=day_start, limit=10)
     console.print()
     title = "Top 10 users by LLM cost (last 24 h)"
-    console.print(users_table(top, window, title=title, sort="sorted by cost", width=console.width))
+    console.print(users_table(top, window, title=title, width=console.width))
     title = "Tenants by LLM cost (last 24 h)"
-    console.print(tenants_table(tenants, window, title=title, sort="sorted by cost", width=console.width))
+    console.print(tenants_table(tenants, window, title=title, width=console.width))
     _next_steps(console, dsn if show_store else None, next((r.user_id for r in top.rows if r.user_id), ""))
     return 0 if stored == len(traffic) else 1
 

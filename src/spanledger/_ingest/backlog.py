@@ -8,6 +8,7 @@ sealed segments are read back from disk when it returns.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,19 @@ from .spool import Spool
 
 MEMORY_ROWS = 200_000
 """Rows kept in memory at most; beyond that a flush reads the segment back from the spool."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Calls spooled together, as columns."""
+
+    columns: list[list[Any]]
+    check: bool
+    """They may be in the store already (a client's re-delivery): look them up before inserting."""
+
+    @property
+    def rows(self) -> int:
+        return codec.row_count(self.columns)
 
 
 class Backlog:
@@ -27,27 +41,28 @@ class Backlog:
         self.lock = threading.Lock()
         self.keep_in_memory = True
         """Set by the flusher: False while the store is failing."""
-        self._active: list[list[list[Any]]] = []
+        self._active: list[Block] = []
         self._active_rows = 0
-        self._sealed: dict[Path, list[list[list[Any]]]] = {}
+        self._sealed: dict[Path, list[Block]] = {}
         self._sealed_rows = 0
 
-    def append(self, columns: list[list[Any]], payload: bytes) -> int:
-        """Durably append one encoded block (raises ``SpoolFullError`` at the cap); returns the rows waiting
-        in the active file."""
+    def append(self, columns: list[list[Any]], *, check: bool = False) -> int:
+        """Durably append one block (raises ``SpoolFullError`` at the cap); returns the rows waiting in the
+        active file. ``check``: the calls may be stored already (see :func:`.codec.encode`)."""
         rows = codec.row_count(columns)
+        payload = codec.encode(columns, check=check)
         with self.lock:
             self.spool.append(payload)
             self._active_rows += rows
             if self.keep_in_memory and self._sealed_rows + self._active_rows <= self.memory_rows:
-                self._active.append(columns)
+                self._active.append(Block(columns, check))
             return self._active_rows
 
     def seal(self) -> None:
         """Make the active file a segment, keeping its in-memory copy when that copy is complete."""
         with self.lock:
             segment = self.spool.seal()
-            if segment is not None and self._active and sum(map(codec.row_count, self._active)) == self._active_rows:
+            if segment is not None and self._active and sum(b.rows for b in self._active) == self._active_rows:
                 self._sealed[segment] = self._active
                 self._sealed_rows += self._active_rows
             self._active = []
@@ -57,7 +72,7 @@ class Backlog:
         with self.lock:
             return self.spool.ready_segments()
 
-    def load(self, segment: Path) -> tuple[list[list[list[Any]]], bool, int]:
+    def load(self, segment: Path) -> tuple[list[Block], bool, int]:
         """A segment's blocks, whether they were read back from disk (a replay), and how many records of it
         could not be decoded (skipped)."""
         with self.lock:
@@ -67,7 +82,7 @@ class Backlog:
         blocks, unreadable = [], 0
         for payload in self.spool.read(segment):
             try:
-                blocks.append(codec.decode(payload))
+                blocks.append(Block(*codec.decode_block(payload)))
             except ValueError:
                 unreadable += 1
         return blocks, True, unreadable
@@ -78,7 +93,7 @@ class Backlog:
             self.spool.remove(segment)
             blocks = self._sealed.pop(segment, None)
             if blocks is not None:
-                self._sealed_rows -= sum(map(codec.row_count, blocks))
+                self._sealed_rows -= sum(b.rows for b in blocks)
 
     def forget_memory(self) -> None:
         """While the store is down, keep memory flat: sealed segments are read back from disk later."""

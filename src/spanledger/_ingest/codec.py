@@ -7,6 +7,7 @@ else as JSON natives. JSON keeps spool files readable by a person in an emergenc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -60,25 +61,57 @@ def _compile_to_columns() -> Callable[[Sequence[LLMCall]], list[list[Any]]]:
 to_columns = _compile_to_columns()
 
 
-def encode(columns: list[list[Any]]) -> bytes:
-    """Columns → spool payload bytes."""
+def encode(columns: list[list[Any]], *, check: bool = False) -> bytes:
+    """Columns → spool payload bytes; ``check`` marks calls that may have been stored already (a client's
+    re-delivery): the flusher looks those up in the store before inserting them."""
     out: list[Any] = list(columns)
     for i in _MONEY:
         out[i] = [None if v is None else str(v) for v in columns[i]]
-    return json.dumps(
-        {"v": FORMAT_VERSION, "columns": list(COLUMN_NAMES), "data": out}, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    doc: dict[str, Any] = {"v": FORMAT_VERSION, "columns": list(COLUMN_NAMES), "data": out}
+    if check:
+        doc["check"] = True
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def decode(payload: bytes) -> list[list[Any]]:
     """Spool payload bytes → columns; raises ``ValueError`` for a payload this version cannot read."""
+    return decode_block(payload)[0]
+
+
+def decode_block(payload: bytes) -> tuple[list[list[Any]], bool]:
+    """Spool payload bytes → columns, and whether the calls must be looked up in the store first.
+
+    A record written before a column existed gets that column's default for every row; one written by a
+    newer version, with columns this one does not know, raises ``ValueError``.
+    """
     doc = json.loads(payload.decode("utf-8"))
-    if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION or tuple(doc.get("columns", ())) != COLUMN_NAMES:
+    if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION or not isinstance(doc.get("data"), list):
         raise ValueError("spool record written by an incompatible spanledger version")
-    columns: list[list[Any]] = doc["data"]
+    names = list(doc.get("columns", ()))
+    unknown = set(names) - set(COLUMN_NAMES)
+    if unknown or len(names) != len(doc["data"]):
+        raise ValueError(f"spool record with columns this version does not know: {', '.join(sorted(unknown))}")
+    by_name = dict(zip(names, doc["data"], strict=True))
+    rows = len(doc["data"][0]) if doc["data"] else 0
+    columns: list[list[Any]] = [
+        by_name[name] if name in by_name else [_default(name) for _ in range(rows)] for name in COLUMN_NAMES
+    ]
     for i in _MONEY:
         columns[i] = [None if v is None else Decimal(v) for v in columns[i]]
-    return columns
+    return columns, bool(doc.get("check"))
+
+
+def _default(name: str) -> Any:
+    """A column's value for calls recorded before it existed (its :class:`LLMCall` default, as stored)."""
+    field = _FIELDS[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    if field.default is dataclasses.MISSING:
+        raise ValueError(f"spool record without the required column {name}")
+    return field.default
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(LLMCall)}
 
 
 def row_count(columns: list[list[Any]]) -> int:

@@ -38,9 +38,7 @@ from .quarantine import Quarantine
 _log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
-_TS, _TRACE, _SPAN, _TENANT, _USER = (
-    RAW_COLUMN_NAMES.index(name) for name in ("timestamp", "trace_id", "span_id", "tenant_id", "user_id")
-)
+_TRACE, _SPAN = RAW_COLUMN_NAMES.index("trace_id"), RAW_COLUMN_NAMES.index("span_id")
 
 
 class Flusher:
@@ -152,18 +150,22 @@ class Flusher:
         if unreadable:
             self.stats["rejected:spool_unreadable"] += unreadable
             _log.error("skipped %d unreadable record(s) in spool segment %s", unreadable, segment)
-        columns = codec.concat(blocks) if blocks else []
+        columns = codec.concat([b.columns for b in blocks]) if blocks else []
         rows = codec.row_count(columns)
+        # Look the calls up in the store when they may be there already: a client's re-delivery, or a segment
+        # read back from disk (left by a crash, or retried after a failure, maybe a half-done bisection).
+        # Calls an exporter in this process spooled once and inserts now cannot be there: no look-up.
+        check = self.check_stored and (replay or any(b.check for b in blocks))
         stored = 0
         for part, begin in enumerate(range(0, rows, self.max_block_rows)):
             chunk = [col[begin : begin + self.max_block_rows] for col in columns]
-            stored += self._insert_block(chunk, f"{segment.name}:{part}", source=segment.name)
+            stored += self._insert_block(chunk, f"{segment.name}:{part}", source=segment.name, check=check)
         self.backlog.done(segment)
         self.stats["stored"] += stored
         if replay:
             self.stats["replayed"] += stored
 
-    def _insert_block(self, chunk: list[list[Any]], token: str, *, source: str) -> int:
+    def _insert_block(self, chunk: list[list[Any]], token: str, *, source: str, check: bool) -> int:
         """Insert one block (its rows fixed by the segment, so its token always names the same rows);
         returns the rows inserted."""
         bad = codec.out_of_range(chunk)
@@ -174,14 +176,13 @@ class Flusher:
                 self._set_aside(codec.select(chunk, rows), f"out_of_range:{column}", error, source)
             keep = [r for r in range(codec.row_count(chunk)) if r not in bad]
             chunk = codec.select(chunk, keep)
-        already = self._stored(chunk)
+        already = self._stored(chunk) if check else set()
         return self._insert_range(chunk, already, 0, codec.row_count(chunk), token, source)
 
     def _stored(self, chunk: list[list[Any]]) -> set[tuple[int, int]]:
-        if not self.check_stored or not codec.row_count(chunk):
+        if not codec.row_count(chunk):
             return set()
-        keys = list(zip(chunk[_TRACE], chunk[_SPAN], strict=True))
-        return self._store().stored_call_keys(chunk[_TS], chunk[_TENANT], chunk[_USER], keys)
+        return self._store().stored_call_keys(list(zip(chunk[_TRACE], chunk[_SPAN], strict=True)))
 
     def _insert_range(
         self, chunk: list[list[Any]], already: set[tuple[int, int]], lo: int, hi: int, token: str, source: str
@@ -207,6 +208,11 @@ class Flusher:
                 self._set_aside(part, "store_rejected", str(exc), source)
                 return 0
             _log.warning("the store refused a block of %d calls for its data (%s); splitting it", len(keep), exc)
+        if not already and self.check_stored and (lo, hi) == (0, codec.row_count(chunk)):
+            # halves go in under tokens of their own; if this is ever retried (a crash mid-way), the retry must
+            # see what the halves stored: so from here on the calls are looked up (segments read back from
+            # disk always are)
+            already = self._stored(chunk)
         mid = (lo + hi) // 2
         return self._insert_range(chunk, already, lo, mid, f"{token}/{lo}-{mid}", source) + self._insert_range(
             chunk, already, mid, hi, f"{token}/{mid}-{hi}", source

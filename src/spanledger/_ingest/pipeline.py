@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .._config import env_bool, env_int, env_str
+from .._errors import SpanledgerError
 from .._model.call import LLMCall
 from .._pricing.pricer import Pricer
+from .._store.schema import DEDUP_WINDOW_HOURS
 from .._store.store import Store, _redact
 from . import codec, metrics
 from .backlog import Backlog
@@ -185,6 +187,8 @@ class Pipeline:
         shutdown_timeout_ms: Longest last flush at shutdown (``SPANLEDGER_SHUTDOWN_TIMEOUT_MS``, 5000).
         dedup: Look up each block in the store before inserting it, so a call delivered again after a crash
             or by a client's retry is counted once (``SPANLEDGER_DEDUP``, on).
+        dedup_window_hours: How long the store remembers a stored call for that look-up
+            (``SPANLEDGER_DEDUP_WINDOW_HOURS``, 48).
     """
 
     def __init__(
@@ -199,8 +203,11 @@ class Pipeline:
         max_block_rows: int | None = None,
         shutdown_timeout_ms: int | None = None,
         dedup: bool | None = None,
+        dedup_window_hours: int | None = None,
     ) -> None:
         self._store = store if isinstance(store, Store) else None
+        self._window_hours = env_int("SPANLEDGER_DEDUP_WINDOW_HOURS", dedup_window_hours, DEDUP_WINDOW_HOURS, minimum=1)
+        self._window_set = False
         self.dsn = store.dsn if isinstance(store, Store) else store
         self._owns_store = self._store is None
         self._store_lock = threading.Lock()
@@ -245,6 +252,12 @@ class Pipeline:
         with self._store_lock:
             if self._store is None:
                 self._store = Store(self.dsn)
+            if not self._window_set:
+                self._window_set = True
+                try:
+                    self._store.set_dedup_window(self._window_hours)
+                except SpanledgerError as exc:  # the default window stays; never fatal
+                    _log.warning("could not set the dedup window to %d hours: %s", self._window_hours, exc)
             return self._store
 
     @property
@@ -256,8 +269,13 @@ class Pipeline:
         return self.backlog.spool.size_bytes
 
     # --- submit (the caller's thread) -----------------------------------------------------------
-    def submit(self, calls: Sequence[LLMCall]) -> BatchResult:
-        """Accept normalised calls: dedup, price, bound-check, spool (durable on return), hooks."""
+    def submit(self, calls: Sequence[LLMCall], *, redelivered: bool = False) -> BatchResult:
+        """Accept normalised calls: dedup, price, bound-check, spool (durable on return), hooks.
+
+        ``redelivered``: the calls come from outside this process (an OTLP client, ``record_call`` with a
+        request id) and may have been delivered before — to an earlier run of this process, or to another
+        writer: they are looked up in the store before they are inserted.
+        """
         if self._closed:
             _log.warning("spanledger pipeline for %s is shut down; %d calls refused", self.name, len(calls))
             return BatchResult(rejected={"shutdown": len(calls)} if calls else {})
@@ -276,7 +294,7 @@ class Pipeline:
             if not fresh:
                 return result
         try:
-            waiting = self.backlog.append(columns, codec.encode(columns))
+            waiting = self.backlog.append(columns, check=redelivered)
         except SpoolFullError as exc:
             self._recent.release(fresh)
             self.stats["rejected:spool_full"] += len(fresh)
@@ -357,8 +375,7 @@ class Pipeline:
                 if bad:
                     kept = codec.select(columns, sorted(bad))
                     self.quarantine.put(kept, reason=entry.reason, error=entry.error, source=entry.source)
-                columns = codec.select(columns, keep)
-                self.backlog.append(columns, codec.encode(columns))
+                self.backlog.append(codec.select(columns, keep), check=True)
                 self.stats["replayed_from_quarantine"] += len(keep)
                 self.quarantine.remove(entry)
         if not dry_run:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._errors import SpanledgerError
+from .._store import maintenance
 from .._store.store import Store
 from .quarantine import Quarantine
 
@@ -70,16 +70,4 @@ def spool_status(root: Path) -> dict[str, Any]:
 
 def store_status(store: Store) -> dict[str, Any]:
     """Rows, cost and the newest insert in the store; an ``error`` entry when it cannot be read."""
-    try:
-        row = store.query(
-            f"SELECT count(), sum(ifNull(cost, 0)), countIf(cost IS NULL), max(inserted_at) "
-            f"FROM {store.database}.llm_calls"
-        ).result_rows[0]
-    except SpanledgerError as exc:
-        return {"error": str(exc)}
-    return {
-        "calls": int(row[0]),
-        "cost_usd": format(row[1], "f"),
-        "unpriced_calls": int(row[2]),
-        "last_insert": row[3].isoformat() if row[0] else None,
-    }
+    return maintenance.summary(store)

@@ -1,115 +1,68 @@
-"""The SQL behind :class:`Ledger`: exact windows over three tiers of pre-aggregation, and bound filters.
+"""The SQL every ledger query shares: metric expressions derived from :class:`Usage`, the tiers of a window
+combined into one statement (:class:`Query`), bound filters, and running a statement.
 
-A window ``[start, end)`` is cut into the whole UTC days inside it (read from the daily per-user
-rollup), the whole hours around those (the hourly rollups) and the partial hours at both edges (the raw
-``llm_calls`` table). The parts are combined with ``UNION ALL`` and grouped again, so the answer is the
-one a ``GROUP BY`` over the raw table would give, to the microsecond. The daily tier carries no tags, so
-a tag filter reads whole hours from the hourly rollups instead.
+Every user-supplied value reaches ClickHouse as a bound parameter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from .._errors import ConfigError
+from .._model.usage import METRICS
 from .._store.schema import RAW_METRICS, RAW_TABLE
-from .timebound import TimeBound, parse_bound
+from .._store.store import Store
+from .tiers import TierPlan, ts
 
-_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
-_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
-
-SUMS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost",
-    "unpriced_requests",
-    "unpriced_tokens",
-    "latency_us",
-)
+_MERGE_ROLLUP = {
+    "sum": "sum({0}) AS {0}",
+    "min": "min({0}) AS {0}",
+    "max": "max({0}) AS {0}",
+    "uniq": "uniqMergeState({0}) AS {0}",
+}
+_MERGE_OUTER = {
+    "sum": "sum({0}) AS {0}",
+    "min": "min({0}) AS {0}",
+    "max": "max({0}) AS {0}",
+    "uniq": "uniqMerge({0}) AS {0}",
+}
 
 
 def rollup_inner(*, traces: bool) -> str:
-    """Per-group metrics read from a rollup table (hourly or daily)."""
-    parts = [f"sum({m}) AS {m}" for m in SUMS] + ["min(first_seen) AS first_seen", "max(last_seen) AS last_seen"]
-    if traces:
-        parts.append("uniqMergeState(traces) AS traces")
-    return ", ".join(parts)
+    """Every metric, per group, read from a rollup table (hourly or daily)."""
+    return ", ".join(_MERGE_ROLLUP[m.merge].format(m.name) for m in METRICS if traces or m.name != "traces")
 
 
 def raw_inner(*, traces: bool) -> str:
-    """The same metrics computed from the raw table."""
-    names = [*SUMS, "first_seen", "last_seen", *(["traces"] if traces else [])]
-    return ", ".join(f"{RAW_METRICS[m]} AS {m}" for m in names)
+    """The same metrics computed from the raw table (aliased ``r``)."""
+    return ", ".join(f"{RAW_METRICS[m.name]} AS {m.name}" for m in METRICS if traces or m.name != "traces")
 
 
 def outer(*, traces: bool) -> str:
     """The final aggregation over the union of tiers (``traces`` is NULL when not asked for)."""
-    parts = [f"sum({m}) AS {m}" for m in SUMS]
-    parts += ["input_tokens + output_tokens AS total_tokens", "min(first_seen) AS first_seen"]
-    parts += ["max(last_seen) AS last_seen", "uniqMerge(traces) AS traces" if traces else "NULL AS traces"]
-    return ", ".join(parts)
+    parts = [_MERGE_OUTER[m.merge].format(m.name) for m in METRICS if m.name != "traces"]
+    return ", ".join([*parts, "uniqMerge(traces) AS traces" if traces else "NULL AS traces"])
 
 
-ZERO_COST = RAW_METRICS["cost"]
+MAX_LIMIT = 1000
+"""The most rows one page may hold."""
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """``[start, end)`` and its tiers: raw ``[start, hours) ∪ [hours_end, end)``, hourly the rest of
-    ``[hours, hours_end)``, daily ``[days, days_end)``."""
-
-    start: datetime
-    end: datetime
-    hours: datetime
-    hours_end: datetime
-    days: datetime
-    days_end: datetime
-
-    def by_day(self) -> Window:
-        """The same window without the hourly tier: whole days from the daily rollups, the partial days at
-        the edges from the raw table. For a few users' rows (a page's fill) this is the cheaper cut: the
-        raw table's key (day, tenant, user) finds their rows of an edge day directly, while an hour of the
-        hourly rollups has every user's rows in each of its granules (10M calls, 50 users: the hourly tier
-        alone was ~130 ms of a ~190 ms fill)."""
-        if self.days >= self.days_end:  # no whole day inside: all of it from the raw table
-            return Window(self.start, self.end, self.end, self.end, self.end, self.end)
-        return replace(self, hours=self.days, hours_end=self.days_end)
+def check_paging(page: int, limit: int) -> tuple[int, int]:
+    if not isinstance(page, int) or page < 1:
+        raise ConfigError(f"bad page {page!r}: pages start at 1")
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ConfigError(f"bad limit {limit!r}: between 1 and {MAX_LIMIT}")
+    return page, limit
 
 
-def window(start: TimeBound, end: TimeBound, *, rollups: bool = True) -> Window:
-    """The tiers of ``[start, end)``; ``rollups=False`` reads it all from the raw table, which is faster
-    for one user (the raw table's key leads with day, tenant, user; the rollups' with hour)."""
-    s = parse_bound(start) or _FAR_PAST
-    e = parse_bound(end) or _FAR_FUTURE
-    if e < s:
-        raise ConfigError(f"the window ends ({e:%Y-%m-%d %H:%M:%S}) before it starts ({s:%Y-%m-%d %H:%M:%S})")
-    if not rollups:
-        return Window(s, e, e, e, e, e)
-    hours = s.replace(minute=0, second=0, microsecond=0)
-    if hours < s:
-        hours += timedelta(hours=1)
-    hours_end = e.replace(minute=0, second=0, microsecond=0)
-    if hours_end < hours:
-        hours = hours_end = e  # no whole hour inside: all of [s, e) comes from the raw table
-    days = hours.replace(hour=0)
-    if days < hours:
-        days += timedelta(days=1)
-    days_end = hours_end.replace(hour=0)
-    if days_end <= days:
-        days = days_end = hours_end  # no whole day inside: the hourly tier covers [hours, hours_end)
-    return Window(s, e, hours, hours_end, days, days_end)
-
-
-def ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+def fetch(store: Store, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run a query; every row as a dict by column name."""
+    result = store.query(sql, dict(params))
+    names = result.column_names
+    return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
 
 _T = "DateTime64(6, 'UTC')"
@@ -118,7 +71,7 @@ _T = "DateTime64(6, 'UTC')"
 class Query:
     """The window and filter SQL shared by every ledger query, collecting bound parameters."""
 
-    def __init__(self, db: str, w: Window) -> None:
+    def __init__(self, db: str, w: TierPlan) -> None:
         self.db = db
         self.window = w
         self.bounds: dict[str, datetime] = {

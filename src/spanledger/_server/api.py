@@ -6,39 +6,28 @@ forced into every query; asking for another tenant is a 403.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from .._query.ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger, TenantRow, UserRow
+from .._model.rows import UNATTRIBUTED_LABEL, Page, TenantRow
+from .._present import records
+from .._present.output import csv_lines
+from .._query.ledger import Ledger
+from .._query.rankings import SORT_KEYS
+from .._query.sql import MAX_LIMIT
 from . import params
 from .auth import Principal, api_reader
-from .records import find_call
-from .schemas import (
-    CallOut,
-    DailyOut,
-    OverviewOut,
-    TenantsPage,
-    UserDetailOut,
-    UsersPage,
-    WhoAmI,
-    daily_out,
-    model_out,
-    overview_out,
-    tenant_out,
-    user_out,
-)
+from .schemas import CallOut, DailySeries, OverviewOut, TenantsPage, UserDetailOut, UsersPage, WhoAmI
 
 router = APIRouter(prefix="/api/v1", tags=["ledger"])
 
 Reader = Annotated[Principal, Depends(api_reader)]
 SortByParam = Annotated[
-    Literal["cost", "requests", "tokens", "last_seen"], Query(alias="sortBy", description="Sort column.")
+    Literal["cost", "requests", "tokens", "last_seen"],
+    Query(alias="sortBy", description=f"Sort column: {', '.join(SORT_KEYS)}."),
 ]
 SortDirParam = Annotated[Literal["asc", "desc"], Query(alias="sortDir")]
 PageParam = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")]
@@ -70,13 +59,11 @@ def user_id_from_path(user_id: str) -> str:
     return "" if user_id == UNATTRIBUTED_LABEL else user_id
 
 
-def tenant_rows(led: Ledger, principal: Principal, **kwargs: Any) -> tuple[list[TenantRow], int]:
+def tenant_page(led: Ledger, principal: Principal, **kwargs: Any) -> Page[TenantRow]:
     """A page of tenants; a tenant-scoped token gets its own tenant's row and nothing else."""
     if principal.role == "admin":
-        page = led.tenants(**kwargs)
-        return page.rows, page.total
-    page = led.tenants(**{**kwargs, "tenant_id": principal.tenant or ""})  # never wider than its own tenant
-    return page.rows, page.total
+        return led.tenants(**kwargs)
+    return led.tenants(**{**kwargs, "tenant_id": principal.tenant or ""})  # never wider than its own tenant
 
 
 def admin(principal: Principal) -> None:
@@ -126,7 +113,7 @@ def overview(
     tenant: TenantParam = None,
     top: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="How many top users and tenants.")] = 10,
     tag: TagParam = [],  # noqa: B006
-) -> OverviewOut:
+) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     ov = ledger(request).overview(
         start=lo,
@@ -135,7 +122,7 @@ def overview(
         tags=params.tags(request.query_params),
         top=top,
     )
-    return overview_out(ov)
+    return {"window": records.window_record(lo, hi), **records.overview_record(ov)}
 
 
 @router.get("/users", response_model=UsersPage, summary="Users (per tenant) with their totals, sorted and paged")
@@ -151,7 +138,7 @@ def users(
     end: ToParam = None,
     tenant: TenantParam = None,
     tag: TagParam = [],  # noqa: B006 - FastAPI copies defaults
-) -> UsersPage:
+) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     result = ledger(request).users(
         sort_by=sort_by,
@@ -164,27 +151,8 @@ def users(
         tenant_id=principal.scope(params.text(tenant, "tenant")),
         tags=params.tags(request.query_params),
     )
-    return UsersPage(data=[user_out(r) for r in result.rows], total=result.total, page=page, limit=limit)
-
-
-_CSV_COLUMNS = [
-    "user_id", "tenant_id", "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_requests", "unpriced_tokens",
-    "avg_latency_ms", "traces", "distinct_models", "top_model", "first_seen", "last_seen",
-]  # fmt: skip
-
-
-def _csv_values(r: UserRow) -> tuple[object, ...]:
-    u = r.usage
-    return (r.user_id, r.tenant_id, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-            u.cache_write_tokens, u.reasoning_tokens, u.total_tokens, u.cost, u.unpriced_requests, u.unpriced_tokens,
-            f"{u.avg_latency_ms:.1f}", u.traces, r.distinct_models, r.top_model, u.first_seen, u.last_seen)  # fmt: skip
-
-
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula (ids come from untrusted spans)."""
-    text = "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
+    return records.page_record(result, records.USER, **meta)
 
 
 @router.get(
@@ -217,21 +185,17 @@ def users_csv(
     led = ledger(request)
     first = led.users(page=1, limit=MAX_LIMIT, **query)  # errors surface now, before the response starts
 
-    def rows() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(_CSV_COLUMNS)
+    def every_row() -> Iterator[dict[str, Any]]:
         result, number = first, 1
         while True:
-            for r in result.rows:
-                writer.writerow(_cell(v) for v in _csv_values(r))
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+            yield from records.USER.records(result.rows)
             if number * MAX_LIMIT >= result.total:
                 return
             number += 1
             result = led.users(page=number, limit=MAX_LIMIT, **query)
+
+    def rows() -> Iterator[str]:
+        yield from csv_lines(every_row(), records.USER.columns)
 
     return StreamingResponse(
         rows(),
@@ -252,17 +216,12 @@ def user(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
-) -> UserDetailOut:
+) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user_id_from_path(user_id), "user id") or ""
     detail = ledger(request).user(uid, start=lo, end=hi, tenant_id=principal.scope(params.text(tenant, "tenant")))
-    return UserDetailOut(
-        user_id=uid,
-        summary=user_out(detail.summary) if detail.summary else None,
-        models=[model_out(m) for m in detail.models],
-        daily=[daily_out(d) for d in detail.daily],
-        calls=[CallOut(**c) for c in detail.calls],
-    )
+    body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
+    return {"window": records.window_record(lo, hi), **body}
 
 
 @router.get("/tenants", response_model=TenantsPage, summary="Tenants with their totals and active users")
@@ -277,9 +236,9 @@ def tenants(
     start: FromParam = None,
     end: ToParam = None,
     tag: TagParam = [],  # noqa: B006
-) -> TenantsPage:
+) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
-    rows, total = tenant_rows(
+    result = tenant_page(
         ledger(request),
         principal,
         sort_by=sort_by,
@@ -291,10 +250,11 @@ def tenants(
         end=hi,
         tags=params.tags(request.query_params),
     )
-    return TenantsPage(data=[tenant_out(r) for r in rows], total=total, page=page, limit=limit)
+    meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
+    return records.page_record(result, records.TENANT, **meta)
 
 
-@router.get("/daily", response_model=list[DailyOut], summary="Cost, requests and active users per UTC day")
+@router.get("/daily", response_model=DailySeries, summary="Cost, requests and active users per UTC day")
 def daily(
     request: Request,
     principal: Reader,
@@ -304,7 +264,7 @@ def daily(
     tenant: TenantParam = None,
     per: Annotated[Literal["user", "tenant"] | None, Query(description="Split each day per user or tenant.")] = None,
     tag: TagParam = [],  # noqa: B006
-) -> list[DailyOut]:
+) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user, "user")
     rows = ledger(request).daily(
@@ -315,7 +275,7 @@ def daily(
         per=per,
         tags=params.tags(request.query_params),
     )
-    return [daily_out(r) for r in rows]
+    return {"window": records.window_record(lo, hi), "per": per, "data": records.DAILY.records(rows)}
 
 
 @router.get(
@@ -329,8 +289,8 @@ def call(
     principal: Reader,
     trace_id: Annotated[str, Path(pattern="^[0-9a-fA-F]{32}$")],
     span_id: Annotated[str, Path(pattern="^[0-9a-fA-F]{16}$")],
-) -> CallOut:
-    record = find_call(ledger(request).store, trace_id, span_id, tenant_id=principal.scope(None))
-    if record is None:
+) -> dict[str, Any]:
+    found = ledger(request).call(int(trace_id, 16), int(span_id, 16), tenant_id=principal.scope(None))
+    if found is None:
         raise HTTPException(status_code=404, detail="no such call")
-    return CallOut(**record)
+    return records.CALL.record(found)

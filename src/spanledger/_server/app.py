@@ -95,7 +95,9 @@ async def ingest_traces(request: Request) -> Response:
         rejected, refused = decoded.rejected, 0
         if decoded.spans:
             exporter: CostExporter = request.app.state.exporter
-            result = (await run_in_threadpool(exporter.ingest, decoded.spans)).result
+            # a client re-sends what it thinks was lost: look its spans up in the store before inserting them
+            ingested = await run_in_threadpool(lambda: exporter.ingest(decoded.spans, redelivered=True))
+            result = ingested.result
             if result.retryable:
                 raise otlp.OtlpError(503, "spanledger could not store the spans right now; retry later")
             refused = result.rejected_total

@@ -18,28 +18,32 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from .._query.ledger import MAX_LIMIT, UNATTRIBUTED_LABEL, Ledger
+from .._model.rows import UNATTRIBUTED_LABEL
+from .._present import numbers, records
+from .._query.ledger import Ledger
+from .._query.rankings import SORT_KEYS
+from .._query.sql import MAX_LIMIT
 from . import params, views
 from .api import user_id_from_path
 from .auth import SESSION_COOKIE, Authenticator, Principal, page_reader
-from .records import find_call
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters.update(
-    money=views.money,
-    exact=views.exact,
-    number=views.number,
-    compact=views.compact,
-    timestamp=views.timestamp,
-    ago=views.ago,
-    latency=views.latency,
+    money=numbers.money,
+    exact=numbers.exact,
+    number=numbers.count,
+    compact=numbers.compact,
+    timestamp=numbers.timestamp,
+    ago=numbers.ago,
+    latency=numbers.latency,
     user_path=views.user_path,
+    trace_hex="{:032x}".format,
+    span_hex="{:016x}".format,
 )
 templates.env.globals.update(version=__version__, unattributed=UNATTRIBUTED_LABEL, share_bar=views.share_bar)
 
 Reader = Annotated[Principal, Depends(page_reader)]
-SORTS = ("cost", "requests", "tokens", "last_seen")
 PAGE_SIZES = (25, 50, 100)
 
 
@@ -48,7 +52,7 @@ class Filters:
     """The state of a dashboard view, and links to the same view with something changed."""
 
     path: str
-    window: params.Window
+    window: params.WindowChoice
     search: str = ""
     tenant: str = ""
     tags: dict[str, str] = field(default_factory=dict)
@@ -102,7 +106,7 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 
 def filters_for(request: Request, principal: Principal) -> Filters:
     q = request.query_params
-    sort_by = q.get("sortBy") if q.get("sortBy") in SORTS else "cost"
+    sort_by = q.get("sortBy") if q.get("sortBy") in SORT_KEYS else "cost"
     return Filters(
         path=request.url.path,
         window=params.page_window(q),
@@ -242,15 +246,13 @@ def call(request: Request, principal: Reader, trace_id: str, span_id: str) -> Re
         int(trace_id, 16), int(span_id, 16)
     except ValueError:
         raise HTTPException(status_code=404, detail="no such call") from None
-    record = find_call(ledger(request).store, trace_id, span_id, tenant_id=principal.scope(None))
-    if record is None:
+    found = ledger(request).call(int(trace_id, 16), int(span_id, 16), tenant_id=principal.scope(None))
+    if found is None:
         raise HTTPException(status_code=404, detail="no such call")
-    back = f.url(
-        views.user_path(record["user_id"]), tenant=record["tenant_id"] if principal.role == "admin" else f.tenant
-    )
+    back = f.url(views.user_path(found.user_id), tenant=found.tenant_id if principal.role == "admin" else f.tenant)
     skip = {"prompt", "completion", "tags", "flags"}
-    fields = [(k, v) for k, v in record.items() if k not in skip]
-    return render(request, "call.html", principal, nav="users", f=f, r=record, fields=fields, back=back)
+    fields = [(field.name, field.get(found)) for field in records.CALL.fields if field.name not in skip]
+    return render(request, "call.html", principal, nav="users", f=f, r=found, fields=fields, back=back)
 
 
 # --- sign in / out ----------------------------------------------------------------------------

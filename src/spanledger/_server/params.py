@@ -92,7 +92,7 @@ def tags(params: QueryParams | Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
+class WindowChoice:
     """The dashboard's time window: a preset (``24h`` … ``all``) or ``custom`` dates, ``to`` inclusive."""
 
     key: str
@@ -104,7 +104,7 @@ class Window:
     error: str = ""
 
 
-def page_window(params: QueryParams) -> Window:
+def page_window(params: QueryParams) -> WindowChoice:
     """The window a dashboard URL asks for; a bad custom range falls back to the default, with a message."""
     key = params.get("window") or DEFAULT_WINDOW
     if key == "custom" or (key not in WINDOWS and (params.get("from") or params.get("to"))):
@@ -118,14 +118,14 @@ def page_window(params: QueryParams) -> Window:
         except ValueError as exc:
             return replace(preset(DEFAULT_WINDOW), error=f"Custom range ignored: {exc}")
         label = f"{first or 'beginning'} → {last or 'now'}"
-        return Window("custom", start, end, label, first, last)
+        return WindowChoice("custom", start, end, label, first, last)
     return preset(key if key in WINDOWS else DEFAULT_WINDOW)
 
 
-def preset(key: str) -> Window:
+def preset(key: str) -> WindowChoice:
     label, delta = WINDOWS[key]
     start = datetime.now(UTC) - delta if delta else None
-    return Window(key, start, None, label)
+    return WindowChoice(key, start, None, label)
 
 
 def _day(value: str) -> datetime:

@@ -1,75 +1,22 @@
-"""Presentation helpers for the dashboard: number and money formatting, links, and inline SVG charts.
+"""The dashboard's own presentation: links, and inline SVG charts (numbers and money are formatted by
+:mod:`spanledger._present.numbers`, as in the CLI).
 
-Money is formatted from ``Decimal`` without ever passing through a float; chart geometry (pixels) is
-the only place a ratio becomes a float.
+Chart geometry (pixels) is the only place a ratio of money becomes a float.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from html import escape
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
-from .._query.ledger import UNATTRIBUTED_LABEL
-
-
-def money(value: Decimal | None) -> str:
-    """``$1,234.57``; under $10 four decimals (``$0.0090``); under $0.0001 four significant digits."""
-    if value is None:
-        return "—"
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 10:
-        return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
-    if abs(value) >= Decimal("0.0001"):
-        return f"${value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP)}"
-    exponent = value.adjusted() - 3
-    return f"${value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize():f}"
-
-
-def exact(value: Decimal | None) -> str:
-    """The exact amount, trailing zeros dropped (``0.0001212``), for titles and the call record."""
-    if value is None:
-        return "unpriced"
-    return f"{value.normalize():f}"
-
-
-def number(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
-def compact(value: int) -> str:
-    """``1.2M``, ``35.4k``, ``812``."""
-    for limit, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
-        if abs(value) >= limit:
-            return f"{Decimal(value) / limit:.1f}{suffix}"
-    return str(value)
-
-
-def timestamp(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def ago(value: datetime | None, now: datetime | None = None) -> str:
-    if value is None:
-        return "—"
-    seconds = int(((now or datetime.now(UTC)) - value).total_seconds())
-    if seconds < 0:
-        return "just now"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def latency(ms: float) -> str:
-    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms"
+from .._model.rows import UNATTRIBUTED_LABEL
+from .._present.numbers import count as number
+from .._present.numbers import money
 
 
 def user_path(user_id: str) -> str:

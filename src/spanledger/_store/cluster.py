@@ -68,6 +68,26 @@ def _view(statement: str, db: str, on_cluster: str, tables: set[str]) -> str:
     return head + body
 
 
+_ALTER = re.compile(r"^ALTER TABLE (\w+)\.(\w+) ")
+
+
+def _alter(statement: str, db: str, on_cluster: str, tables: set[str]) -> list[str]:
+    """A column added to a table: to its local tables and to the Distributed table over them; a view's new
+    query: on every shard, reading the shard's own rows."""
+    match = _ALTER.match(statement)
+    if match is None:
+        raise ValueError(f"unexpected ALTER statement in the schema: {statement[:80]!r}")
+    name, rest = match.group(2), statement[match.end() :]
+    if name in tables:
+        return [
+            f"ALTER TABLE {db}.{_local(name)} {on_cluster} {rest}",
+            f"ALTER TABLE {db}.{name} {on_cluster} {rest}",
+        ]
+    for table in tables:  # a materialized view: it reads and writes the shard's local tables
+        rest = re.sub(rf"\b{db}\.{table}\b", f"{db}.{_local(table)}", rest)
+    return [f"ALTER TABLE {db}.{name} {on_cluster} {rest}"]
+
+
 def cluster_statements(db: str, cluster: str) -> list[str]:
     """Every statement, in order, to create the ledger on ``cluster`` in database ``db``."""
     if not _NAME.match(db):
@@ -89,6 +109,8 @@ def cluster_statements(db: str, cluster: str) -> list[str]:
                 out.extend(_table(statement, db, cluster, tables))
             elif statement.startswith("CREATE MATERIALIZED VIEW"):
                 out.append(_view(statement, db, on_cluster, tables))
+            elif statement.startswith("ALTER TABLE"):
+                out.extend(_alter(statement, db, on_cluster, tables))
             elif statement.startswith("INSERT INTO"):
                 continue  # a backfill: a new cluster has nothing to backfill
             else:

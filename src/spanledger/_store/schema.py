@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._model.call import CALL_COLUMNS
+from .._model.usage import METRICS
 
 RAW_TABLE = "llm_calls"
 USER_ROLLUP = "usage_by_user_hourly"
@@ -23,7 +24,10 @@ TENANT_ROLLUP = "usage_by_tenant_hourly"
 USER_DAILY_ROLLUP = "usage_by_user_daily"
 USER_MODEL_DAILY_ROLLUP = "usage_by_user_model_daily"
 TENANT_DAILY_ROLLUP = "usage_by_tenant_daily"
+KEYS_TABLE = "call_keys"
 MIGRATIONS_TABLE = "schema_migrations"
+DEDUP_WINDOW_HOURS = 48
+"""How long ``call_keys`` remembers a stored call (``SPANLEDGER_DEDUP_WINDOW_HOURS`` changes it)."""
 DEDUP_WINDOW = 10_000
 POINT_READS = "index_granularity = 1024, min_compress_block_size = 4096, max_compress_block_size = 65536"
 """Settings of the tables read a few users at a time (a page's users, one user's calls): a user's rows
@@ -46,40 +50,9 @@ _CODECS = {
     "completion": "CODEC(ZSTD(3))",
 }
 
-_METRICS = """
-    requests SimpleAggregateFunction(sum, UInt64),
-    errors SimpleAggregateFunction(sum, UInt64),
-    input_tokens SimpleAggregateFunction(sum, UInt64),
-    output_tokens SimpleAggregateFunction(sum, UInt64),
-    cache_read_tokens SimpleAggregateFunction(sum, UInt64),
-    cache_write_tokens SimpleAggregateFunction(sum, UInt64),
-    reasoning_tokens SimpleAggregateFunction(sum, UInt64),
-    cost SimpleAggregateFunction(sum, Decimal(38, 12)),
-    unpriced_requests SimpleAggregateFunction(sum, UInt64),
-    unpriced_tokens SimpleAggregateFunction(sum, UInt64),
-    latency_us SimpleAggregateFunction(sum, UInt64),
-    traces AggregateFunction(uniq, UInt128),
-    first_seen SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-    last_seen SimpleAggregateFunction(max, DateTime64(6, 'UTC'))"""
-
-# The same aggregate expressions serve the materialized views and the exact-window queries that
-# read the raw table for the partial hours at the edges of a window.
-RAW_METRICS: dict[str, str] = {
-    "requests": "count()",
-    "errors": "sum(r.is_error)",
-    "input_tokens": "sum(r.input_tokens)",
-    "output_tokens": "sum(r.output_tokens)",
-    "cache_read_tokens": "sum(r.cache_read_tokens)",
-    "cache_write_tokens": "sum(r.cache_write_tokens)",
-    "reasoning_tokens": "sum(r.reasoning_tokens)",
-    "cost": "sum(ifNull(r.cost, toDecimal64(0, 12)))",
-    "unpriced_requests": "countIf(r.cost IS NULL)",
-    "unpriced_tokens": "sumIf(r.input_tokens + r.output_tokens, r.cost IS NULL)",
-    "latency_us": "sum(r.duration_us)",
-    "traces": "uniqState(r.trace_id)",
-    "first_seen": "min(r.timestamp)",
-    "last_seen": "max(r.timestamp)",
-}
+_METRICS = "\n" + ",\n".join(f"    {m.name} {m.rollup_type}" for m in METRICS)
+"""The metric columns of every rollup, from :class:`~spanledger._model.usage.Usage`."""
+RAW_METRICS: dict[str, str] = {m.name: m.raw for m in METRICS}
 """Each rollup metric computed from the raw table (aliased ``r``, so that the aliases, which reuse the
 column names, never shadow a column). The materialized views and the ledger's exact-window queries
 both use these, so a rollup and the raw table always agree."""
@@ -142,7 +115,7 @@ def _users(keys: tuple[str, ...]) -> tuple[str, str]:
 
 def _rollup(db: str, table: str) -> tuple[str, str]:
     keys = ROLLUP_KEYS[table]
-    key_cols, (extra, users) = _key_columns(keys), _users(keys)
+    key_cols, extra = _key_columns(keys), _users(keys)[0]
     create = f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
     hour DateTime('UTC'),
 {key_cols}    tags Map(LowCardinality(String), String),
@@ -152,15 +125,34 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, {", ".join(keys)}, tags)
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
-    view = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS
-SELECT
-    toStartOfHour(timestamp) AS hour,
-    {", ".join(keys)},
-    mapSort(tags) AS tags,
-{users}{METRIC_SELECT.strip(chr(10))}
-FROM {db}.{RAW_TABLE} AS r
-GROUP BY hour, {", ".join(keys)}, tags"""
+    view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\n{rollup_select(db, table)}"
     return create, view
+
+
+def rollup_columns(table: str) -> list[str]:
+    """A rollup's columns in table order: its time column, keys, (tags), (users), the metrics."""
+    hourly = table in ROLLUP_KEYS
+    keys = ROLLUP_KEYS[table] if hourly else DAILY_KEYS[table]
+    users = ["users"] if keys == ("tenant_id",) else []
+    return ["hour" if hourly else "day", *keys, *(["tags"] if hourly else []), *users, *RAW_METRICS]
+
+
+def rollup_select(db: str, table: str, where: str = "") -> str:
+    """The SELECT that computes a rollup's rows from ``llm_calls`` (its materialized view's query; with
+    ``where``, a condition on the raw rows ``r``, what a backfill or a rebuild inserts)."""
+    hourly = table in ROLLUP_KEYS
+    keys = ROLLUP_KEYS[table] if hourly else DAILY_KEYS[table]
+    _, users = _users(keys)
+    time = "toStartOfHour(timestamp) AS hour" if hourly else "toDate(timestamp) AS day"
+    tags = "\n    mapSort(tags) AS tags," if hourly else ""
+    group = ", ".join(["hour" if hourly else "day", *keys, *(["tags"] if hourly else [])])
+    condition = f"\nWHERE {where}" if where else ""
+    return f"""SELECT
+    {time},
+    {", ".join(keys)},{tags}
+{users}{METRIC_SELECT.strip(chr(10))}
+FROM {db}.{RAW_TABLE} AS r{condition}
+GROUP BY {group}"""
 
 
 def _daily_rollup(db: str, table: str = USER_DAILY_ROLLUP) -> tuple[str, ...]:
@@ -178,7 +170,7 @@ def _daily_rollup(db: str, table: str = USER_DAILY_ROLLUP) -> tuple[str, ...]:
     users have rows in every granule of a day), and small granules (:data:`POINT_READS`) for it.
     """
     keys = DAILY_KEYS[table]
-    key_cols, (extra, users) = _key_columns(keys), _users(keys)
+    key_cols, extra = _key_columns(keys), _users(keys)[0]
     projection, settings = "", ""
     if table == USER_MODEL_DAILY_ROLLUP:
         projection = f",\n    PROJECTION by_user (SELECT * ORDER BY tenant_id, user_id, day, {', '.join(keys[2:])})"
@@ -192,15 +184,40 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, {", ".join(keys)})
 SETTINGS {settings}non_replicated_deduplication_window = {DEDUP_WINDOW}"""
-    select = f"""SELECT
-    toDate(timestamp) AS day,
-    {", ".join(keys)},
-{users}{METRIC_SELECT.strip(chr(10))}
-FROM {db}.{RAW_TABLE} AS r"""
-    group = f"GROUP BY day, {', '.join(keys)}"
-    mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\n{select}\n{group}"
-    backfill = f"INSERT INTO {db}.{table}\n{select}\n{group}"
+    mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\n{rollup_select(db, table)}"
+    backfill = f"INSERT INTO {db}.{table} ({', '.join(rollup_columns(table))})\n{rollup_select(db, table)}"
     return create, mv, backfill
+
+
+def _keys_table(db: str) -> tuple[str, str, str]:
+    """``call_keys`` (create, materialized view, backfill): the ids of the calls stored in the last
+    :data:`DEDUP_WINDOW_HOURS`, ordered by span id, so that the flusher can tell which calls of a block are
+    already stored with one point look-up per call instead of a range of ``llm_calls`` per user.
+
+    256-row granules: a block of 2,000 fresh calls reads at most 2,000 small granules whatever the size of
+    the table. Filled by a materialized view from ``llm_calls``, so it holds every writer's calls; rows
+    leave by TTL. A key counted twice here is harmless (the table is only asked whether a key exists), so
+    the backfill may race with inserts.
+    """
+    create = f"""CREATE TABLE IF NOT EXISTS {db}.{KEYS_TABLE} (
+    span_id UInt64,
+    trace_id UInt128,
+    inserted_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = MergeTree
+ORDER BY span_id
+TTL inserted_at + INTERVAL {DEDUP_WINDOW_HOURS} HOUR
+SETTINGS index_granularity = 256, non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+    view = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_TABLE}_mv TO {db}.{KEYS_TABLE} AS\n"
+        f"SELECT span_id, trace_id FROM {db}.{RAW_TABLE}"
+    )
+    backfill = (
+        f"INSERT INTO {db}.{KEYS_TABLE} (span_id, trace_id, inserted_at)\n"
+        f"SELECT span_id, trace_id, toDateTime(inserted_at) FROM {db}.{RAW_TABLE}\n"
+        f"WHERE inserted_at >= now() - INTERVAL {DEDUP_WINDOW_HOURS} HOUR"
+    )
+    return create, view, backfill
 
 
 def migrations(db: str) -> list[Migration]:
@@ -216,7 +233,24 @@ def migrations(db: str) -> list[Migration]:
             "daily per-user-model and per-tenant rollups",
             _daily_rollup(db, USER_MODEL_DAILY_ROLLUP) + _daily_rollup(db, TENANT_DAILY_ROLLUP),
         ),
+        Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
+        Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
     ]
+
+
+def _added_metric(db: str, name: str) -> tuple[str, ...]:
+    """A usage metric added after the rollups were created: the column in every rollup (after the metric
+    before it, so that the tables keep :class:`Usage`'s order), then every view's query. Between the two
+    statements inserts go on with the old query, which leaves the new column 0 for them; earlier rows
+    stay 0 too unless the rollups are rebuilt."""
+    metric = next(m for m in METRICS if m.name == name)
+    before = list(RAW_METRICS)[list(RAW_METRICS).index(name) - 1]
+    out = [
+        f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {name} {metric.rollup_type} AFTER {before}"
+        for table in ROLLUP_TABLES
+    ]
+    out += [f"ALTER TABLE {db}.{table}_mv MODIFY QUERY\n{rollup_select(db, table)}" for table in ROLLUP_TABLES]
+    return tuple(out)
 
 
 def schema_ddl(db: str) -> str:

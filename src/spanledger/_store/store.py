@@ -19,7 +19,6 @@ import re
 import struct
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -29,7 +28,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 
 from .._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
 from .._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
-from .schema import MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
+from .schema import KEYS_TABLE, MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
 
 _log = logging.getLogger(__name__)
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -37,10 +36,6 @@ _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # chDB keeps one engine per process: remember which location it was opened on.
 _CHDB_LOCK = threading.RLock()
 _chdb_location: str | None = None
-
-_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC)
-_KEY_RUN_GAP_US = 10 * 60 * 1_000_000
-"""Calls of one batch whose start times lie more than ten minutes apart are looked up as separate ranges."""
 
 RAW_COLUMN_NAMES = [name for name, _ in RAW_COLUMNS]
 RAW_COLUMN_TYPES = [ctype for _, ctype in RAW_COLUMNS]
@@ -273,63 +268,33 @@ class Store:
             column_oriented=True,
         )
 
-    def stored_call_keys(
-        self,
-        timestamps_us: Sequence[int],
-        tenant_ids: Sequence[str],
-        user_ids: Sequence[str],
-        keys: Sequence[tuple[int, int]],
-    ) -> set[tuple[int, int]]:
-        """Which of these calls (``(trace_id, span_id)``, started at ``timestamps_us``, by tenant and user) the raw
-        table already holds.
-
-        Looked up through the raw table's primary key ``(day, tenant, user, timestamp)``: for each day, the
-        ``(tenant, user)`` pairs of the calls and runs of their start times (a gap of more than
-        :data:`_KEY_RUN_GAP_US` starts a new run), so an old straggler in a batch never widens the range to a
-        whole day. The answer is exact for every row ever inserted (retention aside), whatever process wrote it.
-        """
+    def stored_call_keys(self, keys: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which of these calls (``(trace_id, span_id)``) the store already holds — every call stored within the
+        dedup window (``call_keys``, 48 hours by default), whatever process wrote it. One point look-up per
+        call in a table ordered by span id."""
         if not keys:
             return set()
-        by_day: dict[int, list[int]] = {}
-        for i, at in enumerate(timestamps_us):
-            by_day.setdefault(at // 86_400_000_000, []).append(i)
-        conditions: list[str] = []
-        params: dict[str, Any] = {}
-        for rows in by_day.values():
-            rows.sort(key=timestamps_us.__getitem__)
-            run: list[int] = []
-            for i in rows:
-                if run and timestamps_us[i] - timestamps_us[run[-1]] > _KEY_RUN_GAP_US:
-                    conditions.append(self._key_run(run, timestamps_us, tenant_ids, user_ids, params))
-                    run = []
-                run.append(i)
-            conditions.append(self._key_run(run, timestamps_us, tenant_ids, user_ids, params))
-        found: set[tuple[int, int]] = set()
         wanted = set(keys)
-        for begin in range(0, len(conditions), 64):  # a bounded statement however scattered the batch is
-            where = " OR ".join(conditions[begin : begin + 64])
-            result = self.query(f"SELECT trace_id, span_id FROM {self.database}.{RAW_TABLE} WHERE {where}", params)
+        found: set[tuple[int, int]] = set()
+        span_ids = sorted({span for _, span in wanted})
+        for begin in range(0, len(span_ids), 10_000):  # a bounded statement however large the block
+            result = self.query(
+                f"SELECT trace_id, span_id FROM {self.database}.{KEYS_TABLE} WHERE span_id IN {{ids:Array(UInt64)}}",
+                {"ids": span_ids[begin : begin + 10_000]},
+            )
             found.update(key for key in map(tuple, result.result_rows) if key in wanted)
         return found
 
-    @staticmethod
-    def _key_run(
-        run: list[int],
-        timestamps_us: Sequence[int],
-        tenant_ids: Sequence[str],
-        user_ids: Sequence[str],
-        params: dict[str, Any],
-    ) -> str:
-        n = len(params)
-        lo, hi = timestamps_us[run[0]], timestamps_us[run[-1]]
-        params[f"k{n}"] = f"{_EPOCH_DAY + timedelta(microseconds=lo):%Y-%m-%d %H:%M:%S.%f}"
-        params[f"k{n + 1}"] = f"{_EPOCH_DAY + timedelta(microseconds=hi):%Y-%m-%d %H:%M:%S.%f}"
-        params[f"k{n + 2}"] = sorted({(tenant_ids[i], user_ids[i]) for i in run})
-        t = "DateTime64(6, 'UTC')"
-        return (
-            f"(toDate(timestamp) = toDate({{k{n}:{t}}}) AND timestamp >= {{k{n}:{t}}} AND timestamp <= {{k{n + 1}:{t}}}"
-            f" AND (tenant_id, user_id) IN {{k{n + 2}:Array(Tuple(String, String))}})"
-        )
+    def set_dedup_window(self, hours: int) -> None:
+        """Keep stored calls' keys for ``hours`` (``ALTER TABLE call_keys MODIFY TTL``), when it differs."""
+        row = self.query(
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            {"db": self.database, "t": KEYS_TABLE},
+        ).result_rows
+        wanted = f"INTERVAL {hours} HOUR"
+        if row and wanted not in row[0][0]:
+            self.command(f"ALTER TABLE {self.database}.{KEYS_TABLE} MODIFY TTL inserted_at + {wanted}")
+            _log.info("call_keys now keeps stored calls' keys for %d hours", hours)
 
     def close(self) -> None:
         """Release a server connection. An embedded store's client is left to the garbage collector:

@@ -1,19 +1,15 @@
-"""Render ledger answers as ``rich`` tables, JSON or CSV for the command line.
+"""Answers as ``rich`` tables for the command line.
 
-JSON and CSV keep money exact: a ``Decimal`` is written as a plain decimal string (never a float, never
-an exponent) and datetimes as ISO-8601 UTC. Tables round money to 4 places for the eye only; totals are
-summed exactly first.
+Money is rounded for the eye only (:func:`~.numbers.money`); totals are summed exactly first.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from typing import IO, Any, Literal
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
 
 from rich import box
 from rich.cells import cell_len
@@ -21,168 +17,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .._query.ledger import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, TenantRow, TopUser, Usage, UserRow
-
-NO_TENANT_LABEL = "(none)"
-"""How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""
-_CENT_QUANTUM = Decimal("0.0001")
-
-
-# ---------------------------------------------------------------- plain values
-
-
-def money(value: Decimal) -> str:
-    """``$1,234.5678`` for a table; a non-zero amount that rounds to zero shows as ``<$0.0001``."""
-    rounded = value.quantize(_CENT_QUANTUM, rounding=ROUND_HALF_UP)
-    if rounded == 0 and value != 0:
-        return "<$0.0001" if value > 0 else "-<$0.0001"
-    sign = "-" if rounded < 0 else ""
-    return f"{sign}${abs(rounded):,.4f}"
-
-
-def count(value: int) -> str:
-    """A whole number with thousands separators."""
-    return f"{value:,}"
-
-
-def when(value: datetime | None) -> str:
-    """``2026-11-01 09:30`` (UTC) for a table."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else ""
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC, or ``None``."""
-    return value.astimezone(UTC).isoformat() if value else None
-
-
-def plain(value: Any) -> Any:
-    """``value`` with every ``Decimal``, datetime, date and bytes made JSON-safe, money as exact strings."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return iso(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------- records (JSON / CSV rows)
-
-
-USAGE_FIELDS = (
-    "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_requests", "unpriced_tokens", "avg_latency_ms",
-    "traces", "first_seen", "last_seen",
-)  # fmt: skip
-USER_FIELDS = ("user_id", "label", "tenant_id", *USAGE_FIELDS, "distinct_models", "top_model")
-TENANT_FIELDS = ("tenant_id", "active_users", *USAGE_FIELDS)
-MODEL_FIELDS = ("provider", "model", *USAGE_FIELDS)
-"""CSV columns, in order (the header is written even when there are no rows)."""
-
-
-def usage_record(usage: Usage) -> dict[str, Any]:
-    """Every :class:`Usage` field, flat."""
-    return {
-        "requests": usage.requests,
-        "errors": usage.errors,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "total_tokens": usage.total_tokens,
-        "cost_usd": usage.cost,
-        "unpriced_requests": usage.unpriced_requests,
-        "unpriced_tokens": usage.unpriced_tokens,
-        "avg_latency_ms": round(usage.avg_latency_ms, 3),
-        "traces": usage.traces,
-        "first_seen": usage.first_seen,
-        "last_seen": usage.last_seen,
-    }
-
-
-def user_record(row: UserRow) -> dict[str, Any]:
-    return {
-        "user_id": row.user_id,
-        "label": row.label,
-        "tenant_id": row.tenant_id,
-        **usage_record(row.usage),
-        "distinct_models": row.distinct_models,
-        "top_model": row.top_model,
-    }
-
-
-def tenant_record(row: TenantRow) -> dict[str, Any]:
-    return {"tenant_id": row.tenant_id, "active_users": row.active_users, **usage_record(row.usage)}
-
-
-def model_record(row: ModelRow) -> dict[str, Any]:
-    return {"provider": row.provider, "model": row.model, **usage_record(row.usage)}
-
-
-def top_user_record(row: TopUser) -> dict[str, Any]:
-    return {
-        "user_id": row.user_id,
-        "label": row.label,
-        "tenant_id": row.tenant_id,
-        "requests": row.requests,
-        "cost_usd": row.cost,
-        "unpriced_requests": row.unpriced_requests,
-    }
-
-
-def overview_record(ov: Overview) -> dict[str, Any]:
-    """Everything :class:`Overview` holds, for JSON (distinct traces are not counted: ``null``)."""
-    totals = {**usage_record(ov.totals.usage), "active_users": ov.totals.active_users, "tenants": ov.totals.tenants}
-    return {
-        "totals": totals,
-        "unattributed_cost_usd": ov.unattributed_cost,
-        "unattributed_requests": ov.unattributed_requests,
-        "top_users": [top_user_record(row) for row in ov.top_users],
-        "top_tenants": [tenant_record(row) for row in ov.top_tenants],
-        "daily": [daily_record(row) for row in ov.daily],
-    }
-
-
-def daily_record(row: DailyRow, key_name: str | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"day": row.day}
-    if key_name:
-        record[key_name] = row.key
-    record.update(cost_usd=row.cost, requests=row.requests, active_users=row.active_users)
-    return record
-
-
-def write_json(obj: Any, out: IO[str]) -> None:
-    """``obj`` as indented JSON, money as exact decimal strings."""
-    json.dump(plain(obj), out, indent=2, ensure_ascii=False)
-    out.write("\n")
-
-
-def write_csv(records: Sequence[Mapping[str, Any]], out: IO[str], *, columns: Sequence[str]) -> None:
-    """A header line, then one line per record; maps and lists are written as JSON."""
-    names = list(columns)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
-    for record in records:
-        cells = []
-        for name in names:
-            value = plain(record.get(name))
-            cells.append(json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value)
-        writer.writerow(["" if cell is None else cell for cell in cells])
-
-
-# ---------------------------------------------------------------- tables
+from .._model.call import StoredCall
+from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, DailyRow, ModelRow, Page, TenantRow, TopUser, UserRow
+from .._model.usage import Usage
+from .numbers import count, money, plural, when
+from .records import window_record
+from .sorts import ranking_title
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """The time window a command asked for, for captions."""
+class TimeRange:
+    """The time window a command asked for: for captions, and echoed in JSON."""
 
     start: datetime | None
     end: datetime | None
@@ -195,12 +40,7 @@ class Window:
         return f"{start} → {end} UTC"
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"from": iso(self.start), "to": iso(self.end)}
-
-
-def pages(page: Page) -> int:
-    """How many pages ``page`` is one of (at least 1)."""
-    return max(1, -(-page.total // page.limit))
+        return window_record(self.start, self.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,19 +120,24 @@ _USAGE_COLS = (
 )
 
 
-def _caption(window: Window, page: Page, noun: str, extra: str = "") -> str:
-    parts = [window.describe(), f"page {page.page} of {pages(page)}", f"{count(page.total)} {noun}"]
-    return " · ".join([*parts, extra] if extra else parts)
+def _caption(window: TimeRange, page: Page[Any], counted: str) -> str:
+    return " · ".join([window.describe(), f"page {page.page} of {page.pages}", counted])
 
 
-def _total_label(page: Page) -> str:
+def _total_label(page: Page[Any]) -> str:
     if page.page == 1 and page.total <= len(page.rows):
         return "Total"
     return f"Shown ({len(page.rows)} of {count(page.total)})"
 
 
 def users_table(
-    page: Page, window: Window, *, title: str = "Users by LLM cost", sort: str = "", width: int = 120
+    page: Page[Any],
+    window: TimeRange,
+    *,
+    sort_by: str = "cost",
+    sort_dir: str = "desc",
+    title: str | None = None,
+    width: int = 120,
 ) -> Table:
     """One page of users: rank, user, tenant, requests, tokens, cost, unpriced calls, errors, top model."""
     rows: list[UserRow] = page.rows
@@ -309,8 +154,8 @@ def users_table(
         for rank, row in enumerate(rows, start=(page.page - 1) * page.limit + 1)
     ]
     footer = ["", _total_label(page), "", *_totals(r.usage for r in rows), ""]
-    caption = _caption(window, page, "users" if page.total != 1 else "user", sort)
-    return _build(title, caption, cols, cells, footer, width)
+    caption = _caption(window, page, plural(page.total, "user"))
+    return _build(title or ranking_title("Users", sort_by, sort_dir), caption, cols, cells, footer, width)
 
 
 def top_users_table(rows: Sequence[TopUser], *, title: str, caption: str, width: int = 120) -> Table:
@@ -332,7 +177,13 @@ def top_users_table(rows: Sequence[TopUser], *, title: str, caption: str, width:
 
 
 def tenants_table(
-    page: Page, window: Window, *, title: str = "Tenants by LLM cost", sort: str = "", width: int = 120
+    page: Page[Any],
+    window: TimeRange,
+    *,
+    sort_by: str = "cost",
+    sort_dir: str = "desc",
+    title: str | None = None,
+    width: int = 120,
 ) -> Table:
     """One page of tenants with active users and totals."""
     rows: list[TenantRow] = page.rows
@@ -349,8 +200,8 @@ def tenants_table(
         for rank, row in enumerate(rows, start=(page.page - 1) * page.limit + 1)
     ]
     footer = ["", _total_label(page), "", *_totals(r.usage for r in rows), ""]
-    caption = _caption(window, page, "tenants" if page.total != 1 else "tenant", sort)
-    return _build(title, caption, cols, cells, footer, width)
+    caption = _caption(window, page, plural(page.total, "tenant"))
+    return _build(title or ranking_title("Tenants", sort_by, sort_dir), caption, cols, cells, footer, width)
 
 
 def models_table(rows: Sequence[ModelRow], *, title: str, caption: str, width: int = 120) -> Table:
@@ -410,7 +261,7 @@ def daily_table(
     return _build(title, caption, cols, cells, footer, width)
 
 
-def calls_table(calls: Sequence[Mapping[str, Any]], *, title: str, width: int = 120) -> Table:
+def calls_table(calls: Sequence[StoredCall], *, title: str, width: int = 120) -> Table:
     """The most recent calls of one user, newest first."""
     cols = (
         _Col("Time (UTC)", number=False, keep_width=True),
@@ -424,18 +275,16 @@ def calls_table(calls: Sequence[Mapping[str, Any]], *, title: str, width: int = 
     )
     cells = []
     for call in calls:
-        cost = call.get("cost")
-        tags = call.get("tags") or {}
         cells.append(
             [
-                f"{call['timestamp']:%Y-%m-%d %H:%M:%S}",
-                escape(str(call.get("model") or "(unknown)")),
-                count(int(call["input_tokens"])),
-                count(int(call["cache_read_tokens"])),
-                count(int(call["output_tokens"])),
-                money(Decimal(cost)) if cost is not None else "[yellow]unpriced[/]",
-                escape(" ".join(f"{k}={v}" for k, v in sorted(tags.items()))),
-                f"[red]{escape(str(call.get('error_type') or 'error'))}[/]" if call.get("is_error") else "ok",
+                f"{call.timestamp:%Y-%m-%d %H:%M:%S}",
+                escape(call.model or "(unknown)"),
+                count(call.input_tokens),
+                count(call.cache_read_tokens),
+                count(call.output_tokens),
+                money(call.cost) if call.cost is not None else "[yellow]unpriced[/]",
+                escape(" ".join(f"{k}={v}" for k, v in sorted(call.tags.items()))),
+                f"[red]{escape(call.error_type or 'error')}[/]" if call.is_error else "ok",
             ]
         )
     return _build(title, "", cols, cells, [""] * len(cols), width)

@@ -1,0 +1,244 @@
+"""The one JSON shape of every answer, shared by ``--format json`` / ``csv`` and the API.
+
+Each kind of row has a :class:`Shape`: its fields in order, each with a kind (how its value is written), one
+line of meaning and how it is read off the row. Usage metrics come from :data:`~spanledger._model.usage.METRICS`
+and call fields from :data:`~spanledger._model.call.CALL_COLUMNS`, so a new metric or column appears in the
+CLI's JSON and CSV, the API and its OpenAPI document with no edit here. Money is an exact decimal string,
+times are ISO-8601 UTC with ``Z``, ids are as stored (trace and span ids in hex).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from operator import attrgetter
+from typing import Any, Literal
+
+from .._model.call import CALL_COLUMNS, StoredCall
+from .._model.rows import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, UserRow
+from .._model.usage import DERIVED, METRICS, Usage
+from .numbers import decimal_string, iso
+
+Kind = Literal["str", "int", "int?", "float", "bool", "money", "money?", "time?", "date", "strings", "tags", "hex"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a record."""
+
+    name: str
+    kind: Kind
+    doc: str
+    get: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A kind of record: its name (the API schema's) and its fields, in order."""
+
+    name: str
+    fields: tuple[Field, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        """CSV columns, in order."""
+        return [f.name for f in self.fields]
+
+    def record(self, row: Any) -> dict[str, Any]:
+        """The row as JSON-ready values (see :func:`plain`)."""
+        return {f.name: plain(f.get(row), f.kind) for f in self.fields}
+
+    def records(self, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        return [self.record(r) for r in rows]
+
+
+def plain(value: Any, kind: Kind) -> Any:
+    """A value as JSON carries it: money as an exact decimal string, times in ISO-8601 UTC."""
+    if value is None:
+        return None
+    if kind in ("money", "money?"):
+        return decimal_string(value)
+    if kind == "time?":
+        return iso(value)
+    if kind == "date":
+        return value.isoformat() if isinstance(value, date) else str(value)
+    if kind == "strings":
+        return list(value)
+    if kind == "tags":
+        return dict(value)
+    if kind == "float":
+        return round(float(value), 3)
+    return value
+
+
+def _kind_of_metric(name: str, merge: str) -> Kind:
+    if name == "cost":
+        return "money"
+    if merge in ("min", "max"):
+        return "time?"
+    if merge == "uniq":
+        return "int?"
+    return "int"
+
+
+def usage_fields(get: Callable[[Any], Usage]) -> tuple[Field, ...]:
+    """Every shown usage metric and the derived values, read through ``get``."""
+    out = [Field(m.name, _kind_of_metric(m.name, m.merge), m.doc, _getter(get, m.name)) for m in METRICS if m.shown]
+    derived: dict[str, Kind] = {"total_tokens": "int", "avg_latency_ms": "float"}
+    for name, doc in DERIVED.items():
+        out.append(Field(name, derived[name], doc, _getter(get, name)))
+    return tuple(out)
+
+
+def _getter(get: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+    return lambda row: getattr(get(row), name)
+
+
+def _f(name: str, kind: Kind, doc: str) -> Field:
+    return Field(name, kind, doc, attrgetter(name))
+
+
+_USAGE = attrgetter("usage")
+_USER_ID = _f("user_id", "str", 'The user; "" for the calls that carried none.')
+_LABEL = _f("label", "str", 'The user id, or "(unattributed)".')
+_ATTRIBUTED = _f("attributed", "bool", "Whether the row is a user (not the unattributed calls).")
+
+USER = Shape(
+    "User",
+    (
+        _USER_ID,
+        _LABEL,
+        _ATTRIBUTED,
+        _f("tenant_id", "str", "The row's tenant (a ranking's row is one (tenant, user) pair)."),
+        _f("tenant_ids", "strings", "The tenants of the calls counted."),
+        *usage_fields(_USAGE),
+        _f("distinct_models", "int", "Models that answered the user's calls."),
+        _f("top_model", "str", "The model the user spent the most on."),
+    ),
+)
+TENANT = Shape(
+    "Tenant",
+    (
+        _f("tenant_id", "str", 'The tenant; "" for the calls that carried none.'),
+        _f("active_users", "int", "Distinct attributed users (uniq)."),
+        *usage_fields(_USAGE),
+    ),
+)
+MODEL = Shape(
+    "Model", (_f("provider", "str", "The provider."), _f("model", "str", "The model."), *usage_fields(_USAGE))
+)
+DAILY = Shape(
+    "Day",
+    (
+        _f("day", "date", "The UTC day."),
+        _f("key", "str", "The user or tenant id, when the series is per user or per tenant."),
+        _f("cost", "money", "Exact USD of the priced calls."),
+        _f("requests", "int", "LLM calls."),
+        _f("active_users", "int", "Distinct attributed (tenant, user) pairs with calls that day: exact."),
+    ),
+)
+TOP_USER = Shape(
+    "TopUser",
+    (
+        _USER_ID,
+        _LABEL,
+        _ATTRIBUTED,
+        _f("tenant_id", "str", "The row's tenant."),
+        _f("cost", "money", "Exact USD of the priced calls."),
+        _f("requests", "int", "LLM calls."),
+        _f("unpriced_requests", "int", "Calls with no known price: not in cost."),
+    ),
+)
+TOTALS = Shape(
+    "Totals",
+    (
+        *usage_fields(_USAGE),
+        _f("active_users", "int", "Distinct attributed (tenant, user) pairs with calls."),
+        _f("tenants", "int", "Tenants with calls, the calls without a tenant counted as one."),
+    ),
+)
+
+
+def _call_kind(name: str, ch_type: str) -> Kind:
+    if name in ("trace_id", "span_id", "parent_span_id"):
+        return "hex"
+    if ch_type.startswith("Nullable(Decimal"):
+        return "money?"
+    if ch_type.startswith("DateTime64"):
+        return "time?"
+    if ch_type == "UInt8":
+        return "bool"
+    if ch_type.startswith("UInt"):
+        return "int"
+    if ch_type.startswith("Map("):
+        return "tags"
+    if ch_type.startswith("Array("):
+        return "strings"
+    return "str"
+
+
+_HEX_WIDTH = {"trace_id": 32, "span_id": 16, "parent_span_id": 16}
+
+
+def _call_get(name: str) -> Callable[[Any], Any]:
+    if name in _HEX_WIDTH:
+        width = _HEX_WIDTH[name]
+        return lambda call: f"{getattr(call, name):0{width}x}"
+    return attrgetter(name)
+
+
+CALL = Shape(
+    "Call",
+    (
+        *(Field(c.name, _call_kind(c.name, c.ch_type), c.doc, _call_get(c.name)) for c in CALL_COLUMNS),
+        Field("inserted_at", "time?", "When the store received it.", attrgetter("inserted_at")),
+    ),
+)
+"""One stored call, every column (ids in hex; prompt and completion empty unless capture was on)."""
+
+
+def window_record(start: datetime | None, end: datetime | None) -> dict[str, str | None]:
+    return {"from": iso(start), "to": iso(end)}
+
+
+def page_record(page: Page[Any], shape: Shape, **meta: Any) -> dict[str, Any]:
+    """A page: ``meta`` (window, sort …), then ``page``, ``pages``, ``limit``, ``total`` and ``data``."""
+    return {
+        **meta,
+        "page": page.page,
+        "pages": page.pages,
+        "limit": page.limit,
+        "total": page.total,
+        "data": shape.records(page.rows),
+    }
+
+
+def overview_record(ov: Overview) -> dict[str, Any]:
+    """Everything :class:`Overview` holds (distinct traces are not counted: ``null``)."""
+    return {
+        "totals": TOTALS.record(ov.totals),
+        "unattributed_cost": decimal_string(ov.unattributed_cost),
+        "unattributed_requests": ov.unattributed_requests,
+        "top_users": TOP_USER.records(ov.top_users),
+        "top_tenants": TENANT.records(ov.top_tenants),
+        "daily": DAILY.records(ov.daily),
+    }
+
+
+def user_detail_record(
+    user_id: str,
+    summary: UserRow | None,
+    models: Sequence[ModelRow],
+    daily: Sequence[DailyRow],
+    calls: Sequence[StoredCall],
+) -> dict[str, Any]:
+    """One user's detail: summary (``null`` when no calls in the window), models, days, recent calls."""
+    return {
+        "user_id": user_id,
+        "label": user_id or UNATTRIBUTED_LABEL,
+        "summary": USER.record(summary) if summary else None,
+        "models": MODEL.records(models),
+        "daily": DAILY.records(daily),
+        "calls": CALL.records(calls),
+    }

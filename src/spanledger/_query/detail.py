@@ -1,0 +1,96 @@
+"""One user in detail — totals, per-model breakdown, daily series, recent calls — and one stored call."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .._model.call import StoredCall
+from .._model.rows import DailyRow, ModelRow, UserDetail, UserRow
+from .._model.usage import Usage
+from .._store.schema import RAW_TABLE, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP
+from .._store.store import Store
+from .sql import MAX_LIMIT, Query, fetch, outer, raw_inner, rollup_inner
+from .tiers import plan
+from .timebound import TimeBound
+
+
+def user(
+    store: Store,
+    user_id: str,
+    *,
+    start: TimeBound = None,
+    end: TimeBound = None,
+    tenant_id: str | None = None,
+    calls: int = 50,
+) -> UserDetail:
+    """See :meth:`Ledger.user`."""
+    # One user's rows are a narrow range of the raw table's primary key in each day: reading them
+    # directly beats the rollups for one user (10M calls, 30 days: 0.29 s vs 0.38 s for the heaviest
+    # user with 217k calls, 0.16 s vs 0.22 s for one with 19). One pass over them, grouped by tenant,
+    # model and day, gives the summary, the per-model breakdown and the daily series through GROUPING
+    # SETS: 2x faster than three reads of the same rows (10M calls, heaviest and lightest user).
+    q = Query(store.database, plan(start, end, rollups=False))
+    q.where_equal("user_id", user_id)
+    q.where_equal("tenant_id", tenant_id)
+    union = q.union(
+        USER_MODEL_ROLLUP,
+        ["tenant_id", "provider", "model", "day"],
+        rollup_inner(traces=True),
+        raw_inner(traces=True),
+        daily=USER_MODEL_DAILY_ROLLUP,
+    )
+    sql = f"""
+SELECT grouping(provider, model) = 0 AS per_model, grouping(day) = 0 AS per_day, provider, model, day,
+       arraySort(groupUniqArray(tenant_id)) AS tenants, {outer(traces=True)}
+FROM ({union})
+GROUP BY GROUPING SETS ((provider, model), (day), ())"""
+    rows = [r for r in fetch(store, sql, q.params) if r["requests"]]
+    models = [ModelRow(r["provider"], r["model"], Usage.from_row(r)) for r in rows if r["per_model"]]
+    models.sort(key=lambda m: (-m.usage.cost, -m.usage.requests, m.model, m.provider))
+    active = 1 if user_id else 0  # the distinct attributed users of a day with calls: this one
+    daily = [DailyRow(r["day"], Decimal(r["cost"]), int(r["requests"]), active) for r in rows if r["per_day"]]
+    daily.sort(key=lambda d: d.day)
+    total = next((r for r in rows if not r["per_model"] and not r["per_day"]), None)
+    if total is None:  # no calls in the window: nothing recent either
+        return UserDetail(user_id=user_id, summary=None, models=models, daily=daily, calls=[])
+    summary = UserRow(
+        user_id=user_id,
+        tenant_ids=tuple(total["tenants"]),
+        usage=Usage.from_row(total),
+        distinct_models=len(models),
+        top_model=models[0].model if models else "",
+    )
+    if tenant_id is None:
+        # the user's tenants, now known, complete the key prefix (day, tenant, user): without them a
+        # light user's recent calls read ~30 % of the raw table's granules at 10M calls
+        q.where_in("tenant_id", list(total["tenants"]))
+    recent = _recent_calls(store, q, max(0, min(calls, MAX_LIMIT)))
+    return UserDetail(user_id=user_id, summary=summary, models=models, daily=daily, calls=recent)
+
+
+def _recent_calls(store: Store, q: Query, limit: int) -> list[StoredCall]:
+    if limit == 0:
+        return []
+    sql = f"""
+SELECT * FROM {q.db}.{RAW_TABLE}
+WHERE timestamp >= {{w_start:DateTime64(6, 'UTC')}} AND timestamp < {{w_end:DateTime64(6, 'UTC')}}{q.extra()}
+ORDER BY timestamp DESC, span_id DESC
+LIMIT {limit}"""
+    return [StoredCall.from_row(row) for row in fetch(store, sql, q.params)]
+
+
+def find_call(store: Store, trace_id: int, span_id: int, *, tenant_id: str | None = None) -> StoredCall | None:
+    """One stored call by its trace and span id; ``tenant_id`` limits the search to that tenant."""
+    parameters: dict[str, object] = {"trace": trace_id, "span": span_id}
+    tenant = ""
+    if tenant_id is not None:
+        parameters["tenant"] = tenant_id
+        tenant = " AND tenant_id = {tenant:String}"
+    rows = fetch(
+        store,
+        f"SELECT * FROM {store.database}.{RAW_TABLE} "
+        f"WHERE trace_id = {{trace:UInt128}} AND span_id = {{span:UInt64}}{tenant} "
+        "ORDER BY inserted_at DESC LIMIT 1",
+        parameters,
+    )
+    return StoredCall.from_row(rows[0]) if rows else None
