@@ -15,8 +15,10 @@ from ._capture.attribution import (
     attribute_to,
 )
 from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
+from ._capture.record import Recorded, Recorder, record_call
 from ._errors import (
     ConfigError,
+    InvalidCallError,
     SpanledgerError,
     StoreError,
     StoreLockedError,
@@ -52,6 +54,7 @@ __all__ = [
     "ConfigError",
     "CostExporter",
     "DailyRow",
+    "InvalidCallError",
     "LLMCall",
     "Ledger",
     "ModelRow",
@@ -60,6 +63,8 @@ __all__ = [
     "PriceFileError",
     "PriceRule",
     "Pricer",
+    "Recorded",
+    "Recorder",
     "SpanledgerError",
     "Store",
     "StoreError",
@@ -75,4 +80,5 @@ __all__ = [
     "UserRow",
     "__version__",
     "attribute_to",
+    "record_call",
 ]

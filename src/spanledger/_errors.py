@@ -5,6 +5,7 @@
     SpanledgerError
      ├── ConfigError            a bad DSN, option or price file
      │    └── PriceFileError
+     ├── InvalidCallError       record_call was given an argument it cannot record (also a ValueError)
      └── StoreError             ClickHouse refused or could not be reached (carries ``code``, ``name``)
           ├── StoreLockedError  the embedded chDB directory is held by another process
           ├── StoreUnavailableError  the server could not be reached (retry later)
@@ -20,6 +21,10 @@ class SpanledgerError(Exception):
 
 class ConfigError(SpanledgerError, ValueError):
     """A DSN, option or file the user gave cannot be used."""
+
+
+class InvalidCallError(SpanledgerError, ValueError):
+    """``record_call`` was given an argument it cannot record; raised at the call, never later."""
 
 
 class StoreError(SpanledgerError):

@@ -359,7 +359,7 @@ class Normalizer:
         cache_read = _tokens(found.get("cache_read"), flags)
         cache_write = _tokens(found.get("cache_write"), flags)
         reasoning = _tokens(found.get("reasoning"), flags)
-        if _input_excludes_cache(attrs, source, provider, input_tokens, cache_read, cache_write):
+        if input_excludes_cache(attrs, source, provider, input_tokens, cache_read, cache_write):
             input_tokens += cache_read + cache_write
             flags.append("input_excluded_cache")
 
@@ -437,7 +437,7 @@ class Normalizer:
         return text
 
 
-def _input_excludes_cache(
+def input_excludes_cache(
     attrs: Mapping[str, Any], source: str, provider: str, input_tokens: int, cache_read: int, cache_write: int
 ) -> bool:
     """Whether this source reported input tokens *without* cache tokens (Anthropic's API style).

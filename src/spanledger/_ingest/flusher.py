@@ -99,6 +99,10 @@ class Flusher:
 
     # --- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:  # open the store now, not at the first insert: that may come at interpreter exit, too late to import
+            self._store().prepare_inserts()
+        except Exception:
+            _log.debug("the store could not be opened yet; the first flush will try again", exc_info=True)
         backoff = 0.0
         while True:
             self._wake.wait(timeout=backoff or self.interval)

@@ -475,6 +475,12 @@ def acquire(store: str | Store, *, spool_dir: str | Path | None = None, **option
         return pipeline
 
 
+def running() -> Pipeline | None:
+    """The pipeline an exporter or recorder of this process already writes through (the first, if several)."""
+    with _shared_lock:
+        return next((p for p, _ in _shared.values() if not p._closed), None)
+
+
 def release(pipeline: Pipeline) -> None:
     """One user of ``pipeline`` is done; the last one shuts it down."""
     with _shared_lock:

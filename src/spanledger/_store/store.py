@@ -257,6 +257,14 @@ class Store:
         except (ClickHouseError, OSError, *_CLIENT_DATA_ERRORS) as exc:
             raise _wrap(exc, f"insert into {self.database}.{table} failed") from None
 
+    def prepare_inserts(self) -> None:
+        """Do now what clickhouse-connect does at its first insert: resolve its optional pandas support (an
+        import). A first insert at interpreter exit — the last flush of a short script — cannot import
+        anything any more ("can't register atexit after shutdown"), so writers call this when they start."""
+        from clickhouse_connect.driver import options
+
+        getattr(options, "pd", None)
+
     def insert_calls(self, columns: Sequence[Sequence[Any]], *, dedup_token: str | None = None) -> None:
         """Insert LLM calls given as columns in :data:`RAW_COLUMNS` order."""
         self.insert_rows(
