@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SpanledgerError, StoreDataError
+from .._store import lease
 from .._store.store import RAW_COLUMN_NAMES, Store
 from . import codec
 from .backlog import Backlog
@@ -78,6 +79,8 @@ class Flusher:
         self.healthy = True
         """False from a failed flush until the next one that drains everything."""
         self.last_error = ""
+        self.paused_by = ""
+        """Who holds the maintenance lease while this flusher waits for it (a rebuild), else ''."""
         self._on_idle = on_idle
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -126,6 +129,10 @@ class Flusher:
         try:
             self.backlog.seal()
             for segment in self.backlog.segments():
+                # asked before every segment, not once per flush: a backlog takes many inserts to drain, and
+                # a rebuild must not find one of them under way once its grace period is over
+                if self._held():
+                    return True
                 self._insert_segment(segment)
         except Exception as exc:  # a store failure, or our own bug: the segment stays, retried with backoff
             self.backlog.forget_memory()
@@ -143,10 +150,21 @@ class Flusher:
             return False
         if not self.healthy:
             _log.warning("spanledger store is reachable again; the spool is drained")
+        self.paused_by = ""
         self.healthy = True
         self.last_error = ""
         self.backlog.keep_in_memory = True
         return True
+
+    def _held(self) -> bool:
+        """Whether a rollup rebuild holds the store: the calls then wait in the spool (new ones still come in)."""
+        holder = lease.held(self._store()) or ""
+        if holder and not self.paused_by:
+            _log.info("spanledger holds its inserts: the store is being rebuilt by %s", holder)
+        elif self.paused_by and not holder:
+            _log.info("spanledger resumes its inserts: the rebuild by %s is over", self.paused_by)
+        self.paused_by = holder
+        return bool(holder)
 
     # --- one segment -----------------------------------------------------------------------------
     def _insert_segment(self, segment: Path) -> None:

@@ -403,8 +403,10 @@ class Pipeline:
                 self.flusher.idle.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
             if not self.backlog.pending():
                 flushed = True
-            elif not self.flusher.healthy or time.monotonic() >= deadline:
+            elif not self.flusher.healthy or self.flusher.paused_by or time.monotonic() >= deadline:
                 break
+        if not flushed and self.flusher.paused_by:  # a rebuild holds the inserts: safe in the spool
+            flushed = self._refused_since_flush == 0
         if not flushed and not self.flusher.healthy:
             flushed = self._refused_since_flush == 0  # durable in the spool, replayed when the store is back
         refused, self._refused_since_flush = self._refused_since_flush, 0

@@ -15,6 +15,9 @@ UNATTRIBUTED_LABEL = "(unattributed)"
 NO_TENANT_LABEL = "(no tenant)"
 """How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""
 
+SORT_KEYS: tuple[str, ...] = ("cost", "requests", "tokens", "last_seen")
+"""What a ranking of users or tenants can be sorted by (the query layer maps each to its SQL)."""
+
 T = TypeVar("T")
 
 

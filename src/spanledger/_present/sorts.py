@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._query.rankings import SORT_KEYS
+from .._model.rows import SORT_KEYS
 
 SORT_LABELS: dict[str, str] = {"cost": "LLM cost", "requests": "requests", "tokens": "tokens", "last_seen": "last seen"}
 """Each sort key as a title says it."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from .._errors import ConfigError
-from .._model.rows import Page, TenantRow, UserRow
+from .._model.rows import SORT_KEYS, Page, TenantRow, UserRow
 from .._model.usage import CALL_COST, Usage
 from .._store.schema import DAILY_OF, TENANT_ROLLUP, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
 from .._store.store import Store
@@ -30,7 +30,7 @@ RANK_KEYS: dict[str, tuple[str, str, str]] = {
 }
 """Sort key → (per-row expression on a rollup, on the raw table, the aggregate over both): ranks rows
 exactly as the full metric of the same name would (the tiers' rows are aggregated once, ungrouped)."""
-SORT_KEYS: tuple[str, ...] = tuple(RANK_KEYS)
+assert tuple(RANK_KEYS) == SORT_KEYS, "every sort key needs its SQL"
 
 
 def check_sort(sort_by: str, sort_dir: str) -> None:

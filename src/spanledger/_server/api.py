@@ -12,11 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from .._model.rows import UNATTRIBUTED_LABEL, Page, TenantRow
+from .._model.rows import SORT_KEYS, UNATTRIBUTED_LABEL, Page, TenantRow
 from .._present import records
 from .._present.output import csv_lines
 from .._query.ledger import Ledger
-from .._query.rankings import SORT_KEYS
 from .._query.sql import MAX_LIMIT
 from . import params
 from .auth import Principal, api_reader

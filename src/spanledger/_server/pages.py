@@ -18,10 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
-from .._model.rows import UNATTRIBUTED_LABEL
+from .._model.rows import SORT_KEYS, UNATTRIBUTED_LABEL
 from .._present import numbers, records
 from .._query.ledger import Ledger
-from .._query.rankings import SORT_KEYS
 from .._query.sql import MAX_LIMIT
 from . import params, views
 from .api import user_id_from_path

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from .._errors import ConfigError
-from .schema import MIGRATIONS_TABLE, RAW_TABLE, migrations
+from .schema import MIGRATIONS_TABLE, RAW_TABLE, bootstrap, migrations
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -103,6 +103,7 @@ def cluster_statements(db: str, cluster: str) -> list[str]:
     )
     tables: set[str] = set()
     versions: list[str] = []
+    out.extend(_table(bootstrap(db)[2], db, cluster, tables))  # the maintenance lease, seen from every node
     for migration in migrations(db):
         for statement in migration.statements:
             if statement.startswith("CREATE TABLE"):

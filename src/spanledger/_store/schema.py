@@ -26,6 +26,7 @@ USER_MODEL_DAILY_ROLLUP = "usage_by_user_model_daily"
 TENANT_DAILY_ROLLUP = "usage_by_tenant_daily"
 KEYS_TABLE = "call_keys"
 MIGRATIONS_TABLE = "schema_migrations"
+MAINTENANCE_TABLE = "maintenance"
 DEDUP_WINDOW_HOURS = 48
 """How long ``call_keys`` remembers a stored call (``SPANLEDGER_DEDUP_WINDOW_HOURS`` changes it)."""
 DEDUP_WINDOW = 10_000
@@ -87,6 +88,33 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    backfill: tuple[str, ...] = ()
+    """Rollups the migration creates that must be filled from ``llm_calls``: rebuilt (``rebuild.py``), so that
+    rows other writers insert meanwhile are counted once; ``spanledger schema`` prints them as plain
+    ``INSERT … SELECT`` statements."""
+
+
+def bootstrap(db: str) -> list[str]:
+    """What exists before any migration: the database, the migrations table, the maintenance lease table."""
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {db}",
+        f"CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (version UInt32, name String, "
+        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{MAINTENANCE_TABLE} (
+    name String,
+    holder String,
+    until DateTime64(3, 'UTC'),
+    set_at DateTime64(6, 'UTC') DEFAULT now64(6)
+)
+ENGINE = MergeTree
+ORDER BY (name, set_at)
+TTL toDateTime(set_at) + INTERVAL 30 DAY""",
+    ]
+
+
+def backfill_statement(db: str, table: str) -> str:
+    """A rollup filled from every stored call in one statement (for a script; the store uses a rebuild)."""
+    return f"INSERT INTO {db}.{table} ({', '.join(rollup_columns(table))})\n{rollup_select(db, table)}"
 
 
 def _raw_table(db: str) -> str:
@@ -156,14 +184,11 @@ GROUP BY {group}"""
 
 
 def _daily_rollup(db: str, table: str = USER_DAILY_ROLLUP) -> tuple[str, ...]:
-    """Per-day totals without tags (create, materialized view, backfill): long windows read one row per
-    key and day.
+    """Per-day totals without tags (create, materialized view): long windows read one row per key and day.
 
     With many users an hourly rollup holds nearly one row per call; a 30-day ranking over the daily
-    rollup reads about 24 times fewer rows. Each is created by a migration that then backfills it from
-    the raw table. A row inserted by another process between the two statements would be counted twice,
-    so on a server shared by several writers apply it with the writers paused (an embedded store has
-    one writer, the process applying it).
+    rollup reads about 24 times fewer rows. Each is created by a migration that then fills it from the
+    raw table by a rebuild (:attr:`Migration.backfill`).
 
     ``usage_by_user_model_daily`` also keeps a projection ordered by tenant and user: one page of users,
     or one user, is a few granules of it instead of every granule of the day-ordered table (the heaviest
@@ -185,8 +210,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (day, {", ".join(keys)})
 SETTINGS {settings}non_replicated_deduplication_window = {DEDUP_WINDOW}"""
     mv = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\n{rollup_select(db, table)}"
-    backfill = f"INSERT INTO {db}.{table} ({', '.join(rollup_columns(table))})\n{rollup_select(db, table)}"
-    return create, mv, backfill
+    return create, mv
 
 
 def _keys_table(db: str) -> tuple[str, str, str]:
@@ -227,11 +251,12 @@ def migrations(db: str) -> list[Migration]:
         statements.extend(_rollup(db, table))
     return [
         Migration(1, "llm_calls with hourly user, user-model and tenant rollups", tuple(statements)),
-        Migration(2, "daily per-user rollup for long windows", _daily_rollup(db)),
+        Migration(2, "daily per-user rollup for long windows", _daily_rollup(db), backfill=(USER_DAILY_ROLLUP,)),
         Migration(
             3,
             "daily per-user-model and per-tenant rollups",
             _daily_rollup(db, USER_MODEL_DAILY_ROLLUP) + _daily_rollup(db, TENANT_DAILY_ROLLUP),
+            backfill=(USER_MODEL_DAILY_ROLLUP, TENANT_DAILY_ROLLUP),
         ),
         Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
@@ -255,9 +280,10 @@ def _added_metric(db: str, name: str) -> tuple[str, ...]:
 
 def schema_ddl(db: str) -> str:
     """The whole schema as a SQL script (what ``spanledger schema`` prints)."""
-    parts = [f"CREATE DATABASE IF NOT EXISTS {db}"]
+    parts = bootstrap(db)
     for migration in migrations(db):
         first, *rest = migration.statements
         parts.append(f"-- migration {migration.version}: {migration.name}\n{first}")
         parts.extend(rest)
+        parts.extend(backfill_statement(db, table) for table in migration.backfill)
     return ";\n\n".join(parts) + ";\n"

@@ -28,7 +28,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 
 from .._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
 from .._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
-from .schema import KEYS_TABLE, MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, migrations
+from .schema import KEYS_TABLE, MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, bootstrap, migrations
 
 _log = logging.getLogger(__name__)
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -204,11 +204,8 @@ class Store:
     def ensure_schema(self) -> list[int]:
         """Create the database and apply every migration not yet recorded; returns the versions applied."""
         db = self.database
-        self.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-        self.command(
-            f"CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (version UInt32, name String, "
-            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
-        )
+        for statement in bootstrap(db):
+            self.command(statement)
         done = {row[0] for row in self.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE}").result_rows}
         applied = []
         for migration in migrations(db):
@@ -216,6 +213,10 @@ class Store:
                 continue
             for statement in migration.statements:
                 self.command(statement)
+            if migration.backfill:
+                from .rebuild import rebuild  # a new rollup filled so that concurrent inserts count once
+
+                rebuild(self, tables=migration.backfill)
             self.insert_rows(
                 MIGRATIONS_TABLE,
                 [[migration.version, migration.name]],
