@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from spanledger import CostExporter, Ledger, Store, UserAttributionProcessor
+from spanledger import CostExporter, Ledger, Store, UserAttributionProcessor, testing
 from spanledger._capture.attribution import DEFAULT_TENANT_KEYS, DEFAULT_USER_KEYS
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 
 pytestmark = pytest.mark.integration
 
@@ -189,16 +188,14 @@ def batches(draw: st.DrawFn) -> list[tuple[int, Case]]:
 
 def _span(span_id: int, case: Case, now_ns: int) -> ReadableSpan:
     start = case.start_ns if case.start_ns is not None else now_ns - span_id * 10**9
-    ctx = SpanContext(trace_id=0xBAD0, span_id=span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    name = "chat" if case.llm else "POST"
-    return ReadableSpan(
-        name=name,
-        context=ctx,
-        resource=RESOURCE,
+    return testing.span(
         attributes=case.attributes,
-        kind=SpanKind.CLIENT,
-        start_time=start,
-        end_time=start + 10**8,
+        name="chat" if case.llm else "POST",
+        start_ns=start,
+        duration=timedelta(milliseconds=100),
+        trace_id=0xBAD0,
+        span_id=span_id,
+        resource=RESOURCE,
     )
 
 

@@ -21,7 +21,7 @@ from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
 from spanledger._pricing.pricer import Pricer
 from spanledger._store.schema import ROLLUP_TABLES
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 
 CALL_COST = Decimal("0.0001212")  # gpt-4o-mini: 1200 input of which 1024 cached, 30 output
 
@@ -162,7 +162,7 @@ _PRODUCER = textwrap.dedent(
     """
     import sys
     from spanledger import CostExporter
-    from tests.factories import llm_span
+    from spanledger.testing import llm_span
     exporter = CostExporter(sys.argv[1], spool_dir=sys.argv[2], flush_interval_ms=600_000)
     for batch in range(5):
         assert exporter.export([llm_span(batch * 100 + i) for i in range(100)]).name == "SUCCESS"

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk._configuration import _import_exporters
 
 from spanledger import CostExporter, Ledger
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 
 
 def test_zero_code_configuration_finds_and_builds_the_exporter(

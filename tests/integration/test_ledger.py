@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from spanledger import UNATTRIBUTED_LABEL, ConfigError, CostExporter, Ledger, Store, UserRow
+from spanledger import UNATTRIBUTED_LABEL, ConfigError, CostExporter, Ledger, Store, UserRow, testing
 from spanledger._store.schema import RAW_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -43,26 +42,19 @@ def llm_span(
     error: bool = False,
 ) -> ReadableSpan:
     n = next(_ids)
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": model,
-        "gen_ai.usage.input_tokens": input_tokens,
-        "gen_ai.usage.output_tokens": output_tokens,
-        "gen_ai.usage.cache_read.input_tokens": cache_read,
-        "tenant.id": tenant,
-        **{f"spanledger.tag.{k}": v for k, v in (tags or {}).items()},
-    }
-    if user is not None:
-        attributes["enduser.id"] = user
-    start = int(when.timestamp() * 10**6) * 1000
-    return ReadableSpan(
-        name=f"chat {model}",
-        context=SpanContext(trace_id=0x5EED_0000 + n, span_id=0x100 + n, is_remote=False, trace_flags=TraceFlags(1)),
-        attributes=attributes,
-        status=Status(StatusCode.ERROR if error else StatusCode.UNSET),
-        start_time=start,
-        end_time=start + 250_000_000,
+    return testing.llm_span(
+        n,
+        at=when,
+        user=user,
+        tenant=tenant,
+        model=model,
+        input_tokens=input_tokens,
+        cache_read=cache_read,
+        output_tokens=output_tokens,
+        tags=tags,
+        error=error,
+        trace_id=0x5EED_0000 + n,
+        span_id=0x100 + n,
     )
 
 

@@ -10,7 +10,7 @@ from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
 from spanledger._pricing.pricer import Pricer
 from spanledger._store.schema import DAILY_KEYS, MIGRATIONS_TABLE, migrations
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 
 
 def test_migrations_2_and_3_backfill_the_daily_rollups_from_calls_stored_under_version_1(store_dsn: str) -> None:

@@ -20,7 +20,7 @@ from spanledger._ingest.quarantine import Quarantine
 from spanledger._ingest.spool import Spool
 from spanledger._pricing.pricer import Pricer
 from spanledger._server import create_app
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 from tests.integration.server_support import ACME_TOKEN, ADMIN_TOKEN, INGEST_TOKEN, settings
 
 pytestmark = pytest.mark.integration

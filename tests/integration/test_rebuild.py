@@ -15,7 +15,7 @@ from spanledger import CostExporter, Store
 from spanledger._store import lease
 from spanledger._store.rebuild import rebuild
 from spanledger._store.schema import DAILY_KEYS, MIGRATIONS_TABLE, RAW_TABLE, ROLLUP_KEYS, ROLLUP_TABLES, migrations
-from tests.factories import BASE_TIME, llm_span
+from spanledger.testing import BASE_TIME, llm_span
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from spanledger import CostExporter, InvalidCallError, Ledger, Recorder, Store, attribute_to, record_call
 from spanledger._ingest import pipeline as pipelines
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.factories import llm_span
+from spanledger.testing import llm_span
 from tests.integration.server_support import ADMIN_TOKEN, INGEST_TOKEN
 from tests.support.ch_http import ClickHouseHTTPServer
 

@@ -22,9 +22,8 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-from spanledger import CostExporter, Ledger, Store, Usage
+from spanledger import CostExporter, Ledger, Store, Usage, testing
 from spanledger._store.schema import DAILY_KEYS, ROLLUP_TABLES
 from spanledger._store.schema import ROLLUP_KEYS as HOURLY_KEYS
 
@@ -86,16 +85,15 @@ def random_span(rng: random.Random, index: int, timestamps: list[datetime], busy
         attributes["spanledger.tag.plan"] = rng.choice(["free", "pro", "enterprise"])
     if rng.random() < 0.4:
         attributes["spanledger.tag.feature"] = rng.choice(["chat", "search"])
-    start = int(when.timestamp()) * 10**9 + when.microsecond * 1000
-    trace_id = 0x7000 + rng.randrange(900)  # several calls per trace
-    return ReadableSpan(
+    return testing.span(
+        index,
         name=f"chat {model}",
-        context=SpanContext(trace_id=trace_id, span_id=index + 1, is_remote=False, trace_flags=TraceFlags(1)),
+        at=when,
+        trace_id=0x7000 + rng.randrange(900),  # several calls per trace
         resource=RESOURCE,
         attributes=attributes,
-        status=Status(StatusCode.ERROR if rng.random() < 0.05 else StatusCode.UNSET),
-        start_time=start,
-        end_time=start + rng.randrange(0, 30 * 10**9),
+        error=rng.random() < 0.05,
+        duration=timedelta(microseconds=rng.randrange(0, 30 * 10**6)),
     )
 
 

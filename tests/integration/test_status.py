@@ -13,7 +13,7 @@ _LEAVE_IN_SPOOL = textwrap.dedent(
     """
     import os, sys
     from spanledger import CostExporter
-    from tests.factories import llm_span
+    from spanledger.testing import llm_span
     exporter = CostExporter(sys.argv[1], flush_interval_ms=600_000)
     exporter.export([llm_span(i) for i in range(3)])
     exporter.pipeline._write_stats()
@@ -57,7 +57,7 @@ _POISON = textwrap.dedent(
     """
     import sys
     from spanledger import CostExporter
-    from tests.factories import llm_span
+    from spanledger.testing import llm_span
     exporter = CostExporter(sys.argv[1], price_file=sys.argv[2])
     # priced at $2,000,000 by a rule off by a factor of a million: past the bound, set aside
     exporter.export([llm_span(0, model="in-house-7b", provider="vllm", input_tokens=1_000_000, output_tokens=0,

@@ -60,6 +60,8 @@ class _Faults:
     """``503``, ``reset`` or ``stall`` (empty: none)."""
     left: int | None = None
     execute: bool = True
+    inserts_only: bool = False
+    """Only INSERT statements meet the fault; queries (a look-up before an insert) pass."""
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -151,18 +153,20 @@ class ClickHouseHTTPServer:
         """Answer the next ``times`` requests (``None``: all until :meth:`heal`) with 503, not executing them."""
         self._arm("503", times, execute=False)
 
-    def reset_responses(self, times: int | None = None, *, execute: bool = True) -> None:
+    def reset_responses(self, times: int | None = None, *, execute: bool = True, inserts_only: bool = False) -> None:
         """Reset the connection half-way through the response (after executing the statement by default)."""
-        self._arm("reset", times, execute=execute)
+        self._arm("reset", times, execute=execute, inserts_only=inserts_only)
 
-    def stall_responses(self, times: int | None = None, *, execute: bool = True) -> None:
+    def stall_responses(self, times: int | None = None, *, execute: bool = True, inserts_only: bool = False) -> None:
         """Hold responses until :meth:`heal` (past any client timeout); the statement still runs by default."""
-        self._arm("stall", times, execute=execute)
+        self._arm("stall", times, execute=execute, inserts_only=inserts_only)
 
-    def _arm(self, kind: str, times: int | None, *, execute: bool) -> None:
+    def _arm(self, kind: str, times: int | None, *, execute: bool, inserts_only: bool = False) -> None:
         with self._lock:
             self._faults.release.set()
-            self._faults = _Faults(refusing=self._faults.refusing, kind=kind, left=times, execute=execute)
+            self._faults = _Faults(
+                refusing=self._faults.refusing, kind=kind, left=times, execute=execute, inserts_only=inserts_only
+            )
 
     def heal(self) -> None:
         """End every fault: reopen the port, release stalled responses, answer normally."""
@@ -176,12 +180,12 @@ class ClickHouseHTTPServer:
                 self._placeholder = None
             self._listen()
 
-    def _take_fault(self) -> tuple[str, bool, threading.Event]:
+    def _take_fault(self, insert: bool = True) -> tuple[str, bool, threading.Event]:
         with self._lock:
             faults = self._faults
             if faults.refusing:
                 return "refused", False, faults.release
-            if not faults.kind:
+            if not faults.kind or (faults.inserts_only and not insert):
                 return "", True, faults.release
             kind = faults.kind
             if faults.left is not None:
@@ -258,7 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         seen = SeenRequest(self.command, url.path, dict(params), dict(self.headers.items()), body_bytes=len(body))
         owner._record(seen)
-        fault, execute, release = owner._take_fault()
+        try:  # (the body may be compressed: read the statement as the server would)
+            is_insert = bool(INSERT.match(self._statement(params, body)[0]))
+        except Exception:
+            is_insert = False
+        fault, execute, release = owner._take_fault(insert=is_insert)
         seen.fault = fault
         if fault == "refused":
             self._reset()
