@@ -263,6 +263,42 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], expected: str, 
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("command", "dsn", "code", "expected"),
+    [
+        ("users", "chdb:///proc/forbidden", 2, "there is no spanledger store in /proc/forbidden"),
+        ("demo", "chdb:///proc/forbidden", 2, "cannot create the store directory /proc/forbidden"),
+        ("users", "chdb://{file}", 2, "is a file, not a directory"),
+        ("demo", "chdb://{file}", 2, "is a file, not a directory"),
+        ("users", "http://h:1/db?connect_timeout=abc", 2, "connect_timeout must be a number of seconds, got 'abc'"),
+        ("users", "http://h:99999/db", 2, "the port is not a number from 0 to 65535"),
+        (
+            "users",
+            "http://127.0.0.1:1/db",
+            1,
+            "cannot connect to the ClickHouse server 127.0.0.1:1: connection refused",
+        ),
+        ("users", "chdb://{tmp}/nonexistent/../x", 2, "nonexistent does not exist"),
+        ("users", "chdb://{tmp}/empty", 2, "there is no spanledger store in"),
+        ("status", "chdb://{tmp}/empty", 0, ""),
+    ],
+)
+def test_a_bad_store_is_one_line_and_a_question_creates_nothing(
+    command: str, dsn: str, code: int, expected: str, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a store")
+    (tmp_path / "empty").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = cli(command, "--store", dsn.format(file=a_file, tmp=tmp_path))
+    if code:
+        assert expected in one_line_error(result, code)
+    else:  # status reports what it finds; it creates no store either
+        assert result.returncode == 0 and "there is no spanledger store" in result.stdout, result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing made, not even a directory
+    assert not Path("/x").exists()
+
+
 @pytest.fixture
 def held_store(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A chDB store held open by another process, and that process's PID."""

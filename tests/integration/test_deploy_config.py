@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from spanledger._server import DEFAULT_PORT, create_app
 from spanledger._server.settings import SERVER_ENV
-from spanledger._store.store import _parse
+from spanledger._store.dsn import parse as _parse
 from tests.integration.server_support import settings
 
 ROOT = Path(__file__).resolve().parents[2]

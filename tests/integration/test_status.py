@@ -44,7 +44,8 @@ def test_status_reports_pending_spool_then_stored_calls(tmp_path: Path) -> None:
     [owner] = before["spool"]["owners"]
     assert owner["alive"] is False
     assert owner["counters"] == {"received": 3, "spooled": 3}
-    assert before["store_contents"]["calls"] == 0
+    contents = before["store_contents"]  # the exporter died before (or just after) creating the store
+    assert contents.get("calls") == 0 or "there is no spanledger store" in contents["error"], contents
 
     subprocess.run([sys.executable, "-c", _DRAIN, dsn], env=env, timeout=120, check=True)
     after = _status(dsn, env)

@@ -483,3 +483,15 @@ def test_manual_baggage_with_and_without_the_fast_read(
     spans = spans_by_name(memory_exporter)
     assert ours(spans["manual"]) == {USER_ATTRIBUTE: "u7", TENANT_ATTRIBUTE: "t7", TAG_PREFIX + "plan": "x"}
     assert ours(spans["none"]) == {}
+
+
+def test_non_ascii_baggage_crosses_a_process_boundary_intact() -> None:
+    """What the README says: W3C baggage percent-encodes non-ASCII values on inject, decodes them on extract."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    carrier: dict[str, str] = {}
+    with attribute_to(user_id="zoë", tenant_id="münchen-gmbh", plan="prö"):
+        W3CBaggagePropagator().inject(carrier)
+    assert carrier["baggage"].isascii() and "%C3%AB" in carrier["baggage"]
+    received = baggage.get_all(W3CBaggagePropagator().extract(carrier))
+    assert dict(received) == {"userId": "zoë", "tenantId": "münchen-gmbh", "plan": "prö"}

@@ -155,6 +155,17 @@ def test_unknown_model_is_unpriced_not_free(model: str) -> None:
     assert (call.price_source, call.price_model) == ("", "")
 
 
+def test_a_call_whose_usage_is_unknown_is_unpriced_never_free() -> None:
+    """A stream read without its usage chunk: its tokens are not 0, they are unknown."""
+    call = make_call("gpt-4o-mini")
+    call.flags.append("no_usage")
+    assert priced(call).cost is None and call.flags == ["no_usage", "unpriced"]
+    failed = make_call("gpt-4o-mini")  # a 429 reports no usage either: providers bill it nothing
+    failed.flags.append("no_usage")
+    failed.is_error = True
+    assert priced(failed).cost == Decimal(0) and "unpriced" not in failed.flags
+
+
 def test_cost_below_the_storage_quantum_is_rounded_and_flagged() -> None:
     rule = PriceRule(model="tiny", input_mtok=Decimal("0.0000004"), output_mtok=Decimal(0))
     call = priced(make_call("tiny", input_tokens=1), Pricer(rules=[rule]))

@@ -24,7 +24,8 @@ from .._ingest import pipeline as _pipeline
 from .._ingest.pipeline import BatchResult, Pipeline
 from .._ingest.spool import Spool
 from .._model.call import LLMCall
-from .._store.store import Store, _parse
+from .._store.dsn import parse as _parse
+from .._store.store import Store
 from .forward import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, Forwarder
 from .normalize import Normalizer
 

@@ -34,10 +34,17 @@ MODEL_KEYS = (
     "llm.response.model",
     "llm.request.model",
     "llm.model_name",
+    "embedding.model_name",  # OpenInference EMBEDDING spans carry their model only here
     "ai.response.model",
     "ai.model.id",
 )
-REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model", "llm.model_name", "ai.model.id")
+REQUEST_MODEL_KEYS = (
+    "gen_ai.request.model",
+    "llm.request.model",
+    "llm.model_name",
+    "embedding.model_name",
+    "ai.model.id",
+)
 INPUT_KEYS = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",
@@ -142,6 +149,14 @@ _PROVIDER_ALIASES = {
     "fireworks": "fireworks",
     "cerebras": "cerebras",
 }
+
+INCOMPLETE_USAGE_SCOPES: Final = frozenset(
+    {"opentelemetry.util.genai.handler", "opentelemetry.instrumentation.openai_v2"}
+)
+"""Instrumentations that put no cached and no reasoning tokens on their spans (opentelemetry-instrumentation-
+openai-v2 2.4b0, through opentelemetry-util-genai 1.1b0): a cached prompt looks uncached and is charged at the
+full input price. Their chat calls without a cache attribute are flagged ``usage_incomplete``."""
+_CACHE_AWARE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", ""})
 
 MAX_TOKENS: Final = 10**10
 """Token counts above this are treated as corrupt (no real call reads ten billion tokens)."""
@@ -359,6 +374,13 @@ class Normalizer:
         cache_read = _tokens(found.get("cache_read"), flags)
         cache_write = _tokens(found.get("cache_write"), flags)
         reasoning = _tokens(found.get("reasoning"), flags)
+        if (
+            span.instrumentation_scope is not None
+            and span.instrumentation_scope.name in INCOMPLETE_USAGE_SCOPES
+            and operation in _CACHE_AWARE_OPERATIONS
+            and "cache_read" not in found
+        ):
+            flags.append("usage_incomplete")  # its cost may be overstated: cache reads priced as full input
         if input_excludes_cache(attrs, source, provider, input_tokens, cache_read, cache_write):
             input_tokens += cache_read + cache_write
             flags.append("input_excluded_cache")

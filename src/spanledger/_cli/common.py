@@ -45,17 +45,18 @@ def user_id(text: str) -> str:
     return "" if text.strip() in ("", UNATTRIBUTED_LABEL) else text
 
 
-def open_store(dsn: str | None) -> Store:
-    """Open the store; on failure chDB's own complaint on stderr is dropped, our one-line error says it."""
+def open_store(dsn: str | None, *, existing: bool = False) -> Store:
+    """Open the store (``existing``: only one that is there — a question creates nothing); on failure chDB's
+    own complaint on stderr is dropped, our one-line error says it."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:
-        return Store(dsn)
+        return Store(dsn, existing=existing)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            store = Store(dsn)
+            store = Store(dsn, existing=existing)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -69,7 +70,8 @@ def open_store(dsn: str | None) -> Store:
 
 
 def ledger(args: argparse.Namespace) -> Ledger:
-    return Ledger(open_store(args.store))
+    """The ledger of an existing store (a question never creates one)."""
+    return Ledger(open_store(args.store, existing=True))
 
 
 def unpriced_note(console: Console, unpriced: int, *, where: str = "above") -> None:

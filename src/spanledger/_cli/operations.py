@@ -19,7 +19,7 @@ from . import common
 
 
 def schema(args: argparse.Namespace, console: Console) -> int:
-    from .._store.store import _parse
+    from .._store.dsn import parse as _parse
 
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     database = _parse(dsn)[2]
@@ -55,8 +55,8 @@ def status(args: argparse.Namespace, console: Console) -> int:
     report: dict[str, object] = {"store": dsn.split("@")[-1] if "@" in dsn else dsn}
     report["spool"] = spool_status(Path(spool_root) if spool_root else default_spool_dir(dsn))
     try:
-        report["store_contents"] = store_status(common.open_store(dsn))
-    except StoreError as exc:  # an exporter holding the embedded store is normal, not a failure of status
+        report["store_contents"] = store_status(common.open_store(dsn, existing=True))
+    except (StoreError, ConfigError) as exc:  # held by an exporter, or not made yet: what status is for
         report["store_contents"] = {"error": " ".join(str(exc).split())}
     if args.format == "json":
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -137,7 +137,7 @@ def quarantine(args: argparse.Namespace, console: Console) -> int:
         return 0
     from .._ingest.pipeline import Pipeline
 
-    pipeline = Pipeline(common.open_store(dsn), spool_dir=root, price_file=args.price_file)
+    pipeline = Pipeline(common.open_store(dsn, existing=True), spool_dir=root, price_file=args.price_file)
     try:
         report = pipeline.replay_quarantine(dry_run=args.dry_run)
         flushed = args.dry_run or pipeline.force_flush(120_000)
@@ -173,7 +173,9 @@ def rebuild(args: argparse.Namespace, console: Console) -> int:
     start, end = day(args.start, "--from"), day(args.end, "--to")
     if start and end and end <= start:
         raise ConfigError("--to must be after --from")
-    report = run(common.open_store(args.store), start=start, end=end, tenants=args.tenants, users=args.users)
+    report = run(
+        common.open_store(args.store, existing=True), start=start, end=end, tenants=args.tenants, users=args.users
+    )
     if args.format == "json":
         write_json({**dataclasses.asdict(report), "seconds": round(report.seconds, 3)}, sys.stdout)
     elif not report.partitions:

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .._store.store import _parse
+from .._store.dsn import parse as _parse
 
 
 def default_spool_dir(dsn: str) -> Path:

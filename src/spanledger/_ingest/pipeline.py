@@ -28,8 +28,9 @@ from .._config import env_bool, env_int, env_str
 from .._errors import SpanledgerError
 from .._model.call import LLMCall
 from .._pricing.pricer import Pricer
+from .._store.dsn import redact as _redact
 from .._store.schema import DEDUP_WINDOW_HOURS
-from .._store.store import Store, _redact
+from .._store.store import Store
 from . import codec, metrics
 from .backlog import Backlog
 from .flusher import Flusher, write_stats

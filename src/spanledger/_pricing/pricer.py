@@ -201,8 +201,12 @@ class Pricer:
         self._measured: dict[int, tuple[Any, tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]] = {}
 
     def price(self, call: LLMCall) -> None:
-        """Fill ``cost``, ``input_cost``, ``output_cost``, ``price_source`` and ``price_model``."""
-        if not call.model:
+        """Fill ``cost``, ``input_cost``, ``output_cost``, ``price_source`` and ``price_model``.
+
+        A call with no model, or that succeeded with its usage unknown (``no_usage``: a stream read without
+        its usage chunk), is unpriced — ``cost`` stays ``None`` — never $0. A failed call without usage (a 429,
+        a 500) is priced at what it reported, nothing: providers do not bill refused requests."""
+        if not call.model or ("no_usage" in call.flags and not call.is_error):
             self._unpriced(call)
             return
         model_key = (call.provider, call.model)

@@ -28,7 +28,8 @@ from .._capture import otlp
 from .._capture.exporter import CostExporter
 from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
-from .._store.store import Store, _redact
+from .._store.dsn import redact as _redact
+from .._store.store import Store
 from . import api, pages
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings

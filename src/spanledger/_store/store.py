@@ -1,37 +1,28 @@
-"""Where the ledger lives: a DSN → a clickhouse-connect client, the schema, and inserts.
-
-DSNs:
-
-* ``chdb:///abs/dir`` or ``chdb://rel/dir`` — embedded ClickHouse (chDB) in this process. **One process
-  at a time** may open a chDB directory, and one process can open only one chDB directory (or memory).
-  Other processes read the data through ``spanledger serve`` or a ClickHouse server.
-* ``chdb://memory`` — embedded and in memory, gone at exit.
-* ``http(s)://user:pass@host:port/database`` — a ClickHouse server or cluster.
-
-``?database=name`` picks the database for chDB (default ``spanledger``).
-"""
+"""The connection to the ledger's ClickHouse: opening it (one chDB location per process), the schema and its
+migrations, queries, inserts, and what an error from ClickHouse means for the caller (see ``dsn.py`` for
+the DSNs)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, OperationalError
 
-from .._config import DEFAULT_DATABASE, DEFAULT_STORE, env_str
+from .._config import DEFAULT_STORE, env_str
 from .._errors import ConfigError, StoreDataError, StoreError, StoreLockedError, StoreUnavailableError
+from . import dsn
+from .dsn import parse as _parse
+from .dsn import redact as _redact
 from .schema import KEYS_TABLE, MIGRATIONS_TABLE, RAW_COLUMNS, RAW_TABLE, bootstrap, migrations
 
 _log = logging.getLogger(__name__)
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # chDB keeps one engine per process: remember which location it was opened on.
 _CHDB_LOCK = threading.RLock()
@@ -39,41 +30,6 @@ _chdb_location: str | None = None
 
 RAW_COLUMN_NAMES = [name for name, _ in RAW_COLUMNS]
 RAW_COLUMN_TYPES = [ctype for _, ctype in RAW_COLUMNS]
-
-
-def _parse(dsn: str) -> tuple[str, str | None, str, dict[str, Any]]:
-    """``(kind, chdb location or None, database, http kwargs)`` for a DSN; ``kind`` is chdb or http."""
-    parsed = urlparse(dsn)
-    scheme = parsed.scheme.lower()
-    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
-    if scheme == "chdb":
-        raw = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
-        database = query.get("database", DEFAULT_DATABASE)
-        if raw in ("", "memory", ":memory:"):
-            return "chdb", None, database, {}
-        return "chdb", os.path.realpath(unquote(raw)), database, {}
-    if scheme in ("http", "https", "clickhouse", "clickhouses"):
-        if not parsed.hostname:
-            raise ConfigError(f"bad store DSN {_redact(dsn)!r}: no host")
-        secure = scheme in ("https", "clickhouses")
-        database = unquote(parsed.path.strip("/")) or query.get("database", DEFAULT_DATABASE)
-        kwargs: dict[str, Any] = {
-            "host": parsed.hostname,
-            "port": parsed.port or (8443 if secure else 8123),
-            "username": unquote(parsed.username or "default"),
-            "password": unquote(parsed.password or ""),
-            "secure": secure,
-            "autogenerate_session_id": False,
-        }
-        for key in ("connect_timeout", "send_receive_timeout"):
-            if key in query:
-                kwargs[key] = float(query[key])
-        return "http", None, database, kwargs
-    raise ConfigError(f"bad store DSN {_redact(dsn)!r}: expected chdb:///dir, chdb://memory or http(s)://host:port/db")
-
-
-def _redact(dsn: str) -> str:
-    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", dsn)
 
 
 def _lock_holder(location: str) -> str:
@@ -119,6 +75,22 @@ _CLIENT_DATA_ERRORS = (TypeError, ValueError, OverflowError, struct.error)
 """Raised by clickhouse-connect while packing rows it cannot represent in the column's type."""
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def _cause(text: str) -> str:
+    """The reason a connection failed, without the HTTP library's internals: ``connection refused``,
+    ``timed out``, ``Name or service not known`` …"""
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".").lower() if "refused" in found.group(1) else found.group(1).strip()
+    lowered = text.lower()
+    for phrase in ("timed out", "connection reset", "connection aborted", "remote end closed"):
+        if phrase in lowered:
+            return phrase
+    return text[:300]
+
+
 def _wrap(exc: Exception, what: str) -> StoreError:
     """A clickhouse-connect (or transport) error as the :class:`StoreError` that says what to do about it."""
     code = getattr(exc, "code", None)
@@ -131,7 +103,7 @@ def _wrap(exc: Exception, what: str) -> StoreError:
     if isinstance(exc, _CLIENT_DATA_ERRORS) and not isinstance(exc, OSError):
         return StoreDataError(f"{what}: {type(exc).__name__}: {text[:500]}", code=code, name=name)
     if isinstance(exc, OperationalError) or not isinstance(exc, ClickHouseError):
-        return StoreUnavailableError(f"{what}: {text}", code=code, name=name)
+        return StoreUnavailableError(f"{what}: {_cause(text)}", code=code, name=name)
     return StoreError(f"{what}: {text[:500]}", code=code, name=name)
 
 
@@ -144,17 +116,30 @@ class Store:
         create: Create the database and apply pending migrations (idempotent).
     """
 
-    def __init__(self, dsn: str | None = None, *, create: bool = True) -> None:
+    def __init__(self, dsn: str | None = None, *, create: bool = True, existing: bool = False) -> None:
         self.dsn = env_str("SPANLEDGER_STORE", dsn, DEFAULT_STORE)
         kind, location, database, kwargs = _parse(self.dsn)
-        if not _DB_NAME.match(database):
-            raise ConfigError(f"bad database name {database!r}: letters, digits and _ only")
         self.kind = kind
         self.location = location
         self.database = database
+        self._create = not existing  # a read-only command creates nothing where no store is
         self.client = self._connect(kwargs)
-        if create:
+        if existing and not self.holds_store():
+            where = f"the database {database!r} of {_redact(self.dsn)}" if kind == "http" else location or "memory"
+            raise ConfigError(
+                f"there is no spanledger store in {where}: point --store (or SPANLEDGER_STORE) at one, or create "
+                "one with `spanledger demo` or an exporter"
+            )
+        if create or existing:
             self.ensure_schema()
+
+    def holds_store(self) -> bool:
+        """Whether the database exists and holds the ledger's raw table."""
+        rows = self.query(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            {"db": self.database, "t": RAW_TABLE},
+        ).result_rows
+        return bool(rows and rows[0][0])
 
     def _connect(self, kwargs: dict[str, Any]) -> Any:
         global _chdb_location
@@ -162,7 +147,7 @@ class Store:
             try:
                 return clickhouse_connect.get_client(**kwargs)
             except Exception as exc:
-                raise _wrap(exc, f"cannot connect to {_redact(self.dsn)}") from None
+                raise _wrap(exc, f"cannot connect to the ClickHouse server {kwargs['host']}:{kwargs['port']}") from None
         where = self.location or ":memory:"
         with _CHDB_LOCK:
             if _chdb_location is not None and _chdb_location != where:
@@ -171,7 +156,7 @@ class Store:
                     f"location per process, so {where} cannot be opened too"
                 )
             if self.location:
-                Path(self.location).mkdir(parents=True, exist_ok=True)
+                dsn.make_location(self.location, create=self._create)
             try:
                 client = clickhouse_connect.get_client(interface="chdb", path=self.location)
             except Exception as exc:
