@@ -31,7 +31,8 @@ import numpy as np
 from _common import Timer, emit, parse_args, round_robin, row
 from _datagen import DATA_END, Population, Templates, call_blocks
 from spanledger import Store
-from spanledger._ingest.pipeline import RECENT_KEYS, _Recent
+from spanledger._ingest.pipeline import RECENT_KEYS
+from spanledger._ingest.recent import Recent as _Recent
 from spanledger._model.call import LLMCall
 from spanledger._store.store import RAW_COLUMN_NAMES
 

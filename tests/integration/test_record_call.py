@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from spanledger import CostExporter, InvalidCallError, Ledger, Recorder, Store, attribute_to, record_call
-from spanledger._ingest import pipeline as pipelines
+from spanledger._ingest import shared as pipelines
 from spanledger.testing import llm_span
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._config import DEFAULT_STORE, env_bool, env_int, env_str
 from .._errors import ConfigError
-from .._ingest import pipeline as _pipeline
+from .._ingest import shared as _pipeline
 from .._ingest.pipeline import BatchResult, Pipeline
 from .._ingest.spool import Spool
 from .._model.call import LLMCall

@@ -25,7 +25,7 @@ from typing import Any, Final
 from opentelemetry import context
 
 from .._errors import InvalidCallError, SpanledgerError
-from .._ingest import pipeline as _pipeline
+from .._ingest import shared as _pipeline
 from .._ingest.pipeline import Pipeline
 from .._model.call import LLMCall
 from .._store.store import Store

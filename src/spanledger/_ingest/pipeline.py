@@ -18,8 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,18 +34,16 @@ from .._store.store import Store
 from . import codec, metrics
 from .backlog import Backlog
 from .flusher import Flusher, write_stats
+from .hooks import Hook, Hooks
 from .paths import default_spool_dir
 from .quarantine import Quarantine
+from .recent import Recent
 from .spool import Spool, SpoolFullError
 
 _log = logging.getLogger(__name__)
 
 RECENT_KEYS = 100_000
 """Calls remembered in memory for the quick duplicate check (the store answers for older ones)."""
-_HOOK_QUEUE = 10_000
-
-Hook = Callable[[Sequence[LLMCall]], None]
-"""Called with each batch of accepted calls, priced, on the pipeline's hook thread (never the caller's)."""
 
 RETRYABLE = frozenset({"spool_full", "spool_error", "shutdown", "export_error"})
 """Rejection reasons that a client should retry later (the OTLP ingest answers 503 for them). The others
@@ -81,95 +79,6 @@ class BatchResult:
         rejected = dict(self.rejected)
         rejected[reason] = rejected.get(reason, 0) + count
         return BatchResult(self.accepted, self.duplicates, rejected, (*self.messages, *([message] if message else [])))
-
-
-class _Recent:
-    """Keys of recently accepted calls: ``(trace id, span id)`` and ``(0, "provider:response id")``."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._keys: OrderedDict[tuple[int, int | str], None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def keys(call: LLMCall) -> list[tuple[int, int | str]]:
-        out: list[tuple[int, int | str]] = [(call.trace_id, call.span_id)]
-        if call.response_id:  # provider response ids are unique: two spans with one id are one call
-            out.append((0, f"{call.provider}:{call.response_id}"))
-        return out
-
-    def claim(self, calls: Sequence[LLMCall]) -> tuple[list[LLMCall], int]:
-        """The calls not seen before (now remembered), and how many were."""
-        fresh, duplicates = [], 0
-        with self._lock:
-            for call in calls:
-                keys = self.keys(call)
-                if any(k in self._keys for k in keys):
-                    duplicates += 1
-                    continue
-                for k in keys:
-                    self._keys[k] = None
-                fresh.append(call)
-            while len(self._keys) > self.capacity:
-                self._keys.popitem(last=False)
-        return fresh, duplicates
-
-    def release(self, calls: Sequence[LLMCall]) -> None:
-        """Forget calls that were refused after all, so that a retry is not mistaken for a duplicate."""
-        with self._lock:
-            for call in calls:
-                for k in self.keys(call):
-                    self._keys.pop(k, None)
-
-
-class _Hooks:
-    """Runs the hooks on one daemon thread, so a slow hook never delays a caller."""
-
-    def __init__(self, stats: Counter[str]) -> None:
-        import queue
-
-        self.stats = stats
-        self.hooks: list[Hook] = []
-        self._queue: queue.Queue[Sequence[LLMCall] | None] = queue.Queue(maxsize=_HOOK_QUEUE)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def add(self, hook: Hook) -> None:
-        with self._lock:
-            self.hooks.append(hook)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="spanledger-hooks", daemon=True)
-                self._thread.start()
-
-    def remove(self, hook: Hook) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self.hooks.remove(hook)
-
-    def publish(self, calls: Sequence[LLMCall]) -> None:
-        if not self.hooks or not calls:
-            return
-        try:
-            self._queue.put_nowait(calls)
-        except Exception:  # queue.Full: the hooks are far behind; say so rather than block the caller
-            self.stats["hooks_dropped"] += len(calls)
-            _log.error("spanledger hooks are %d batches behind; %d calls not passed to them", _HOOK_QUEUE, len(calls))
-
-    def _run(self) -> None:
-        while True:
-            calls = self._queue.get()
-            if calls is None:
-                return
-            for hook in list(self.hooks):
-                try:
-                    hook(calls)
-                except Exception:
-                    _log.exception("spanledger hook %r failed", hook)
-            self._queue.task_done()
-
-    def drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
 
 
 class Pipeline:
@@ -230,8 +139,8 @@ class Pipeline:
         self.quarantine = Quarantine(self.spool_root, fsync=do_fsync)
         self._max_block_rows = env_int("SPANLEDGER_MAX_BLOCK_ROWS", max_block_rows, 50_000, minimum=1)
         self._shutdown_timeout = env_int("SPANLEDGER_SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, 5000) / 1000
-        self._recent = _Recent(RECENT_KEYS)
-        self._hooks = _Hooks(self.stats)
+        self._recent = Recent(RECENT_KEYS)
+        self._hooks = Hooks(self.stats)
         self._refused_since_flush = 0
         self._closed = False
         self.flusher = Flusher(
@@ -451,47 +360,3 @@ def _locked(path: Path) -> Any:
         yield True
     finally:
         os.close(fd)
-
-
-# --- one pipeline per store and spool per process -----------------------------------------------------
-
-_shared: dict[tuple[str, str], tuple[Pipeline, int]] = {}
-_shared_lock = threading.Lock()
-
-
-def acquire(store: str | Store, *, spool_dir: str | Path | None = None, **options: Any) -> Pipeline:
-    """The process's pipeline for this store and spool root, created on first use (later callers share it,
-    and the first caller's options; a conflicting option is logged)."""
-    dsn = store.dsn if isinstance(store, Store) else store
-    root = env_str("SPANLEDGER_SPOOL_DIR", str(spool_dir) if spool_dir is not None else None, "")
-    key = (dsn, os.path.realpath(root) if root else str(default_spool_dir(dsn)))
-    with _shared_lock:
-        found = _shared.get(key)
-        if found is not None and not found[0]._closed:
-            pipeline, users = found
-            if options.get("price_file") not in (None, pipeline.price_file):
-                _log.warning("a pipeline for %s already runs in this process; its price rules apply", pipeline.name)
-            _shared[key] = (pipeline, users + 1)
-            return pipeline
-        pipeline = Pipeline(store, spool_dir=spool_dir, **options)
-        _shared[key] = (pipeline, 1)
-        return pipeline
-
-
-def running() -> Pipeline | None:
-    """The pipeline an exporter or recorder of this process already writes through (the first, if several)."""
-    with _shared_lock:
-        return next((p for p, _ in _shared.values() if not p._closed), None)
-
-
-def release(pipeline: Pipeline) -> None:
-    """One user of ``pipeline`` is done; the last one shuts it down."""
-    with _shared_lock:
-        for key, (found, users) in list(_shared.items()):
-            if found is pipeline:
-                if users > 1:
-                    _shared[key] = (found, users - 1)
-                    return
-                del _shared[key]
-                break
-    pipeline.shutdown()
