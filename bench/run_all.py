@@ -35,9 +35,20 @@ SCRIPTS = (
     ("q7", "q7_freshness.py", True, 600),
     ("q8", "q8_memory.py", True, 900),
     ("q9", "q9_storage.py", True, 900),
+    ("q10", "q10_redelivery.py", True, 2400),
 )
 
-QUESTIONS = {"q1": (1,), "q2": (2,), "q3": (3,), "q4": (4,), "q5": (5, 6), "q7": (7,), "q8": (8,), "q9": (9,)}
+QUESTIONS = {
+    "q1": (1,),
+    "q2": (2,),
+    "q3": (3,),
+    "q4": (4,),
+    "q5": (5, 6),
+    "q7": (7,),
+    "q8": (8,),
+    "q9": (9,),
+    "q10": (10,),
+}
 
 
 def run_one(key: str, script: str, workdir_arg: bool, timeout: int, quick: bool) -> dict[str, Any]:

@@ -22,141 +22,33 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from .._model.call import LLMCall
-from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, span_attributes
+from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, USER_ATTRIBUTE, span_attributes
+from .conventions import (
+    AGENT_RUN_SPAN,
+    CACHE_AWARE_OPERATIONS,
+    CACHE_READ_KEYS,
+    CACHE_WRITE_KEYS,
+    COMPLETION_KEYS,
+    INCOMPLETE_USAGE_SCOPES,
+    INPUT_KEYS,
+    MODEL_KEYS,
+    OPENINFERENCE_LLM_KINDS,
+    OPERATION_KEYS,
+    OUTPUT_KEYS,
+    PROMPT_KEYS,
+    PROVIDER_KEYS,
+    REASONING_KEYS,
+    REQUEST_MODEL_KEYS,
+    RESPONSE_ID_KEYS,
+    SPAN_TENANT_KEYS,
+    SPAN_USER_KEYS,
+    VERCEL_CALL_SPAN,
+    WRAPPER_OPERATIONS,
+    normalize_provider,
+)
 
 SKIP_NOT_LLM: Final = "not_llm"
 SKIP_NESTED: Final = "nested_duplicate"
-
-PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
-MODEL_KEYS = (
-    "gen_ai.response.model",
-    "gen_ai.request.model",
-    "llm.response.model",
-    "llm.request.model",
-    "llm.model_name",
-    "embedding.model_name",  # OpenInference EMBEDDING spans carry their model only here
-    "ai.response.model",
-    "ai.model.id",
-)
-REQUEST_MODEL_KEYS = (
-    "gen_ai.request.model",
-    "llm.request.model",
-    "llm.model_name",
-    "embedding.model_name",
-    "ai.model.id",
-)
-INPUT_KEYS = (
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.token_count.prompt",
-    "ai.usage.inputTokens",
-    "ai.usage.promptTokens",
-)
-OUTPUT_KEYS = (
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-    "ai.usage.outputTokens",
-    "ai.usage.completionTokens",
-)
-CACHE_READ_KEYS = (
-    "gen_ai.usage.cache_read.input_tokens",
-    "gen_ai.usage.cache_read_input_tokens",
-    "llm.token_count.prompt_details.cache_read",
-    "ai.usage.cachedInputTokens",
-    "ai.usage.inputTokenDetails.cacheReadTokens",
-    "gen_ai.usage.details.cache_read_tokens",  # Pydantic AI
-)
-CACHE_WRITE_KEYS = (
-    "gen_ai.usage.cache_creation.input_tokens",
-    "gen_ai.usage.cache_creation_input_tokens",
-    "gen_ai.usage.cache_write.input_tokens",
-    "llm.token_count.prompt_details.cache_write",
-    "ai.usage.cacheWriteTokens",
-    "ai.usage.inputTokenDetails.cacheWriteTokens",
-    "gen_ai.usage.details.cache_write_tokens",  # Pydantic AI
-)
-REASONING_KEYS = (
-    "gen_ai.usage.reasoning.output_tokens",
-    "gen_ai.usage.reasoning_tokens",
-    "llm.usage.reasoning_tokens",
-    "llm.token_count.completion_details.reasoning",
-    "ai.usage.reasoningTokens",
-    "ai.usage.outputTokenDetails.reasoningTokens",
-    "gen_ai.usage.details.reasoning_tokens",  # Pydantic AI
-)
-OPERATION_KEYS = ("gen_ai.operation.name", "llm.request.type")
-RESPONSE_ID_KEYS = ("gen_ai.response.id", "llm.response.id", "ai.response.id")
-SPAN_USER_KEYS = (
-    USER_ATTRIBUTE,
-    "user.id",
-    "langfuse.user.id",
-    "gen_ai.user",
-    "gen_ai.request.user",
-    "llm.user",
-    "traceloop.association.properties.user_id",
-    "ai.telemetry.metadata.userId",
-)
-SPAN_TENANT_KEYS = (
-    TENANT_ATTRIBUTE,
-    "traceloop.association.properties.tenant_id",
-    "ai.telemetry.metadata.tenantId",
-    "langfuse.trace.metadata.tenant_id",
-)
-PROMPT_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "input.value", "ai.prompt.messages", "ai.prompt")
-COMPLETION_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value", "ai.response.text")
-
-# Operations that wrap LLM calls rather than being one; counting them would count the call twice.
-_WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "workflow", "task", "agent", "tool"})
-_OPENINFERENCE_LLM_KINDS = frozenset({"LLM", "EMBEDDING"})
-# Pydantic AI's agent run span carries the run's total usage but no operation name.
-_AGENT_RUN_SPAN = re.compile(r"^(agent run|invoke_agent)( |$)")
-_VERCEL_CALL_SPAN = re.compile(r"^ai\.[A-Za-z]+\.do[A-Z][A-Za-z]*$")
-
-# gen_ai.system / llm.provider / ai.model.provider spellings → genai-prices provider ids.
-_PROVIDER_ALIASES = {
-    "openai": "openai",
-    "azure.ai.openai": "azure",
-    "az.ai.openai": "azure",
-    "azure_openai": "azure",
-    "azure": "azure",
-    "azure.ai.inference": "azure",
-    "anthropic": "anthropic",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "gemini": "google",
-    "vertex_ai": "google",
-    "vertexai": "google",
-    "google": "google",
-    "google.generative-ai": "google",
-    "google.vertex": "google",
-    "aws.bedrock": "aws",
-    "bedrock": "aws",
-    "amazon-bedrock": "aws",
-    "mistral_ai": "mistral",
-    "mistralai": "mistral",
-    "mistral": "mistral",
-    "x_ai": "x-ai",
-    "xai": "x-ai",
-    "deepseek": "deepseek",
-    "groq": "groq",
-    "cohere": "cohere",
-    "perplexity": "perplexity",
-    "openrouter": "openrouter",
-    "together": "together",
-    "together_ai": "together",
-    "fireworks": "fireworks",
-    "cerebras": "cerebras",
-}
-
-INCOMPLETE_USAGE_SCOPES: Final = frozenset(
-    {"opentelemetry.util.genai.handler", "opentelemetry.instrumentation.openai_v2"}
-)
-"""Instrumentations that put no cached and no reasoning tokens on their spans (opentelemetry-instrumentation-
-openai-v2 2.4b0, through opentelemetry-util-genai 1.1b0): a cached prompt looks uncached and is charged at the
-full input price. Their chat calls without a cache attribute are flagged ``usage_incomplete``."""
-_CACHE_AWARE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", ""})
 
 MAX_TOKENS: Final = 10**10
 """Token counts above this are treated as corrupt (no real call reads ten billion tokens)."""
@@ -164,15 +56,6 @@ MAX_ID_CHARS: Final = 256
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _MIN_TS_NS: Final = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1e9)
 _FUTURE_SLACK_NS: Final = 24 * 3600 * 10**9
-
-
-def normalize_provider(raw: str) -> str:
-    """``gen_ai.system``-style spellings (``OpenAI``, ``gcp.vertex_ai``, ``openai.chat``) → a price-table id."""
-    value = raw.strip().lower()
-    if value in _PROVIDER_ALIASES:
-        return _PROVIDER_ALIASES[value]
-    head = value.split(".", 1)[0]  # Vercel: "openai.responses", "anthropic.messages"
-    return _PROVIDER_ALIASES.get(head, value)
 
 
 _CONCEPT_KEYS: dict[str, tuple[str, ...]] = {
@@ -310,16 +193,16 @@ def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
 
 def _is_llm_call(attrs: Mapping[str, Any], name: str, found: _Found) -> bool:
     kind = attrs.get("openinference.span.kind")
-    if kind is not None and str(kind).upper() not in _OPENINFERENCE_LLM_KINDS:
+    if kind is not None and str(kind).upper() not in OPENINFERENCE_LLM_KINDS:
         return False
     if "traceloop.span.kind" in attrs:
         return False
     operation = attrs.get("gen_ai.operation.name")
-    if operation is not None and str(operation) in _WRAPPER_OPERATIONS:
+    if operation is not None and str(operation) in WRAPPER_OPERATIONS:
         return False
-    if _AGENT_RUN_SPAN.match(name):
+    if AGENT_RUN_SPAN.match(name):
         return False
-    if name.startswith("ai.") and "ai.model.id" in attrs and not _VERCEL_CALL_SPAN.match(name):
+    if name.startswith("ai.") and "ai.model.id" in attrs and not VERCEL_CALL_SPAN.match(name):
         return False  # ai.generateText wraps ai.generateText.doGenerate, which is the call
     return "model" in found or "input" in found or "output" in found
 
@@ -377,7 +260,7 @@ class Normalizer:
         if (
             span.instrumentation_scope is not None
             and span.instrumentation_scope.name in INCOMPLETE_USAGE_SCOPES
-            and operation in _CACHE_AWARE_OPERATIONS
+            and operation in CACHE_AWARE_OPERATIONS
             and "cache_read" not in found
         ):
             flags.append("usage_incomplete")  # its cost may be overstated: cache reads priced as full input

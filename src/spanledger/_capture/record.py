@@ -30,8 +30,9 @@ from .._ingest.pipeline import Pipeline
 from .._model.call import LLMCall
 from .._store.store import Store
 from .attribution import TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, UserAttributionProcessor
+from .conventions import normalize_provider
 from .exporter import _checked_dsn
-from .normalize import MAX_ID_CHARS, MAX_TOKENS, clean_id, input_excludes_cache, normalize_provider
+from .normalize import MAX_ID_CHARS, MAX_TOKENS, clean_id, input_excludes_cache
 
 _log = logging.getLogger(__name__)
 
