@@ -12,15 +12,16 @@ spool is full) is logged and counted, never raised into the host application.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from opentelemetry import context
 
@@ -36,6 +37,8 @@ from .normalize import MAX_ID_CHARS, MAX_TOKENS, clean_id, input_excludes_cache
 
 _log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
 SOURCE: Final = "record_call"
 _FROM_CONTEXT: Any = object()
 _EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
@@ -126,7 +129,30 @@ class Recorder:
         request_id: str | None = None,
         operation: str = "chat",
     ) -> Recorded:
-        """Record one call. See :func:`record_call` for the arguments."""
+        """Record one call; returns what became of it.
+
+        Args:
+            provider: ``openai``, ``anthropic`` … (any ``gen_ai.system`` spelling).
+            model: The model that answered.
+            input_tokens: Input tokens, cache reads and writes included (the OpenTelemetry convention; when it is
+                smaller than the cache tokens, they are taken to be on top, as Anthropic's API reports them).
+            output_tokens: Output tokens, reasoning included.
+            cache_read_tokens: Input tokens read from the prompt cache.
+            cache_write_tokens: Input tokens written to the prompt cache.
+            reasoning_tokens: Output tokens spent on reasoning.
+            user_id: The end user; default: the current :class:`attribute_to` context; ``None`` for none.
+            tenant_id: The tenant; default: the current context.
+            tags: Tags, on top of the context's.
+            timestamp: When the call started (default: now); before 2020 or more than a day ahead is refused.
+            duration: How long it took (a ``timedelta`` or seconds).
+            error: Whether it failed: ``True``, an error type, or the exception.
+            request_id: The provider's response id or your own request id: the same id recorded twice is
+                counted once, even across restarts and processes (within the dedup window).
+            operation: ``chat`` (default), ``embeddings``, ``text_completion`` …
+
+        Raises:
+            InvalidCallError: An argument that cannot be recorded (also a ``ValueError``).
+        """
         call = self._build(
             provider=provider,
             model=model,
@@ -345,66 +371,20 @@ def _default_recorder() -> Recorder:
         return _default
 
 
-def record_call(
-    *,
-    provider: str,
-    model: str,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-    reasoning_tokens: int = 0,
-    user_id: str | None = _FROM_CONTEXT,
-    tenant_id: str | None = _FROM_CONTEXT,
-    tags: Mapping[str, object] | None = None,
-    timestamp: datetime | None = None,
-    duration: timedelta | float | None = None,
-    error: bool | str | BaseException | None = None,
-    request_id: str | None = None,
-    operation: str = "chat",
-) -> Recorded:
-    """Record an LLM call that no instrumentation saw; it is priced and stored like a span's.
+def _on_default(method: Callable[Concatenate[Recorder, P], R]) -> Callable[P, R]:
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(_default_recorder(), *args, **kwargs)
 
-    In a process that already exports spans (a :class:`CostExporter`), the call goes through that
-    exporter's pipeline; otherwise through one for ``SPANLEDGER_STORE`` (default ``chdb://.spanledger``),
-    created on first use and flushed at exit. For another store, use a :class:`Recorder`.
+    return call
 
-    Args:
-        provider: ``openai``, ``anthropic`` … (any ``gen_ai.system`` spelling).
-        model: The model that answered.
-        input_tokens: Input tokens, cache reads and writes included (the OpenTelemetry convention; when it is
-            smaller than the cache tokens, they are taken to be on top, as Anthropic's API reports them).
-        output_tokens: Output tokens, reasoning included.
-        cache_read_tokens: Input tokens read from the prompt cache.
-        cache_write_tokens: Input tokens written to the prompt cache.
-        reasoning_tokens: Output tokens spent on reasoning.
-        user_id: The end user; default: the current :class:`attribute_to` context; ``None`` for none.
-        tenant_id: The tenant; default: the current context.
-        tags: Tags, on top of the context's.
-        timestamp: When the call started (default: now); before 2020 or more than a day ahead is refused.
-        duration: How long it took (a ``timedelta`` or seconds).
-        error: Whether it failed: ``True``, an error type, or the exception.
-        request_id: The provider's response id or your own request id: the same id recorded twice is
-            counted once, even across restarts and processes (within the dedup window).
-        operation: ``chat`` (default), ``embeddings``, ``text_completion`` …
 
-    Raises:
-        InvalidCallError: An argument that cannot be recorded (also a ``ValueError``).
-    """
-    return _default_recorder().record(
-        provider=provider,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read_tokens,
-        cache_write_tokens=cache_write_tokens,
-        reasoning_tokens=reasoning_tokens,
-        user_id=user_id,
-        tenant_id=tenant_id,
-        tags=tags,
-        timestamp=timestamp,
-        duration=duration,
-        error=error,
-        request_id=request_id,
-        operation=operation,
-    )
+record_call = _on_default(Recorder.record)
+record_call.__name__ = record_call.__qualname__ = "record_call"
+record_call.__doc__ = """Record an LLM call that no instrumentation saw; it is priced and stored like a span's.
+
+In a process that already exports spans (a :class:`CostExporter`), the call goes through that exporter's
+pipeline; otherwise through one for ``SPANLEDGER_STORE`` (default ``chdb://.spanledger``), created on first
+use and flushed at exit. For another store, use a :class:`Recorder`. The arguments are
+:meth:`Recorder.record`'s.
+"""

@@ -1,11 +1,13 @@
-"""The rows queries return: users, tenants, models, days, an overview, one user's detail, and pages of them."""
+"""The rows queries return — users, tenants, models, days, an overview, one user's detail, pages of them —
+each field with one line of meaning, which the JSON and CSV records and the API's schema show."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .call import StoredCall
 from .usage import Usage
@@ -15,10 +17,19 @@ UNATTRIBUTED_LABEL = "(unattributed)"
 NO_TENANT_LABEL = "(no tenant)"
 """How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""
 
+
+def doc(meaning: str, **kwargs: Any) -> Any:
+    """A row field and one line of what it holds."""
+    return dataclasses.field(metadata={"doc": meaning}, **kwargs)
+
+
 SORT_KEYS: tuple[str, ...] = ("cost", "requests", "tokens", "last_seen")
 """What a ranking of users or tenants can be sorted by (the query layer maps each to its SQL)."""
 
 T = TypeVar("T")
+_USER = 'The user; "" for the calls that carried none (shown as "(unattributed)").'
+_TENANT = 'The tenant; "" for the calls that carried none.'
+_USAGE = "Totals over the window."
 
 
 class _Labelled:
@@ -29,12 +40,12 @@ class _Labelled:
 
     @property
     def label(self) -> str:
-        """The user id, or ``(unattributed)`` for the calls that carried none."""
+        """The user id, or "(unattributed)" for the calls that carried none."""
         return self.user_id or UNATTRIBUTED_LABEL
 
     @property
     def attributed(self) -> bool:
-        """Whether the row is a real user (not the unattributed calls)."""
+        """Whether the row is a user (not the calls that carried none)."""
         return bool(self.user_id)
 
 
@@ -42,19 +53,17 @@ class _Labelled:
 class UserRow(_Labelled):
     """One user and their totals: within one tenant in a ranking, across their tenants in a user's detail."""
 
-    user_id: str
-    """``""`` for calls with no user: see :attr:`label`."""
-    tenant_ids: tuple[str, ...]
-    """The tenants of the calls counted (one in a ranking, where a row is a (tenant, user) pair)."""
-    usage: Usage
-    distinct_models: int
-    """Models the user's calls were answered by (failed calls that never reached a model are not one)."""
-    top_model: str
-    """The model this user spent the most on in the window."""
+    user_id: str = doc(_USER)
+    tenant_ids: tuple[str, ...] = doc(
+        "The tenants of the calls counted (one in a ranking: a row is a (tenant, user) pair)."
+    )
+    usage: Usage = doc(_USAGE)
+    distinct_models: int = doc("Models that answered the user's calls (a failed call that reached none is not one).")
+    top_model: str = doc("The model the user spent the most on in the window.")
 
     @property
     def tenant_id(self) -> str:
-        """The row's tenant when it has exactly one (always, in a ranking); ``""`` otherwise."""
+        """The row's tenant when it has exactly one (always, in a ranking); "" otherwise."""
         return self.tenant_ids[0] if len(self.tenant_ids) == 1 else ""
 
 
@@ -62,87 +71,72 @@ class UserRow(_Labelled):
 class TenantRow:
     """One tenant and its totals."""
 
-    tenant_id: str
-    usage: Usage
-    active_users: int
-    """Distinct attributed users (``uniq``)."""
+    tenant_id: str = doc(_TENANT)
+    usage: Usage = doc(_USAGE)
+    active_users: int = doc("Distinct attributed users (ClickHouse uniq).")
 
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Everything in a window summed (``Ledger.totals``)."""
+    """Everything in a window summed (``Ledger.totals``); distinct traces are not counted (``usage.traces``
+    is ``None``): merging every trace state costs ten times all the sums together."""
 
-    usage: Usage
-    """Distinct traces are left out (``usage.traces`` is ``None``): counting them across every tenant
-    means merging every trace state, ten times the cost of all the sums together."""
-    active_users: int
-    """Distinct attributed (tenant, user) pairs with calls."""
-    tenants: int
-    """Tenants with calls in the window, the calls without a tenant counted as one."""
+    usage: Usage = doc(_USAGE)
+    active_users: int = doc("Distinct attributed (tenant, user) pairs with calls.")
+    tenants: int = doc("Tenants with calls, the calls without a tenant counted as one.")
 
 
 @dataclass(frozen=True, slots=True)
 class TopUser(_Labelled):
     """One user (within one tenant) in an :class:`Overview`: what a leaderboard shows, not every metric."""
 
-    user_id: str
-    """``""`` for calls with no user: see :attr:`label`."""
-    tenant_id: str
-    cost: Decimal
-    requests: int
-    unpriced_requests: int
+    user_id: str = doc(_USER)
+    tenant_id: str = doc(_TENANT)
+    cost: Decimal = doc("Exact USD of the priced calls.")
+    requests: int = doc("LLM calls.")
+    unpriced_requests: int = doc("Calls with no known price: not in cost.")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRow:
     """One model's totals (within a user's detail)."""
 
-    provider: str
-    model: str
-    usage: Usage
+    provider: str = doc("The provider.")
+    model: str = doc("The model that answered.")
+    usage: Usage = doc(_USAGE)
 
 
 @dataclass(frozen=True, slots=True)
 class DailyRow:
     """One UTC day (optionally of one user or tenant)."""
 
-    day: date
-    cost: Decimal
-    requests: int
-    active_users: int
-    """Distinct attributed (tenant, user) pairs with calls that day, exact."""
-    key: str = ""
-    """The user or tenant id when the series was asked per user or per tenant."""
+    day: date = doc("The UTC day.")
+    cost: Decimal = doc("Exact USD of the priced calls.")
+    requests: int = doc("LLM calls.")
+    active_users: int = doc("Distinct attributed (tenant, user) pairs with calls that day: exact.")
+    key: str = doc("The user or tenant id, when the series is per user or per tenant.", default="")
 
 
 @dataclass(frozen=True, slots=True)
 class Overview:
     """One window at a glance (``Ledger.overview``): what the dashboard's front page shows."""
 
-    totals: Totals
-    """Everything summed; ``active_users`` is exact: the attributed (tenant, user) pairs with calls."""
-    unattributed_cost: Decimal
-    """Spend of the calls that carried no user id (in every tenant)."""
-    unattributed_requests: int
-    top_users: list[TopUser]
-    """The costliest users, ties by tenant and user id, as :meth:`Ledger.users` ranks them."""
-    top_tenants: list[TenantRow]
-    """The costliest tenants (without distinct traces), as :meth:`Ledger.tenants` ranks them."""
-    daily: list[DailyRow]
-    """Cost, requests and active users per UTC day, as :meth:`Ledger.daily` gives them."""
+    totals: Totals = doc("Everything summed; active_users is exact: the attributed (tenant, user) pairs with calls.")
+    unattributed_cost: Decimal = doc("Spend of the calls that carried no user id (in every tenant).")
+    unattributed_requests: int = doc("Calls that carried no user id.")
+    top_users: list[TopUser] = doc("The costliest users, ties by tenant and user id, as Ledger.users ranks them.")
+    top_tenants: list[TenantRow] = doc("The costliest tenants (traces not counted), as Ledger.tenants ranks them.")
+    daily: list[DailyRow] = doc("Cost, requests and active users per UTC day, as Ledger.daily gives them.")
 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of rows and the number of rows on all pages."""
 
-    rows: list[T]
-    total: int
-    """Rows on all pages."""
-    page: int
-    """This page's number, from 1."""
-    limit: int
-    """Rows per page."""
+    rows: list[T] = doc("The page's rows.")
+    total: int = doc("Rows on all pages.")
+    page: int = doc("This page, from 1.")
+    limit: int = doc("Rows per page.")
 
     @property
     def pages(self) -> int:
@@ -154,10 +148,8 @@ class Page(Generic[T]):
 class UserDetail:
     """One user's totals, per-model breakdown, daily series and most recent calls."""
 
-    user_id: str
-    summary: UserRow | None
-    """``None`` when the user has no calls in the window."""
-    models: list[ModelRow]
-    daily: list[DailyRow]
-    calls: list[StoredCall] = field(default_factory=list)
-    """The most recent calls, newest first."""
+    user_id: str = doc(_USER)
+    summary: UserRow | None = doc("None when the user has no calls in the window.")
+    models: list[ModelRow] = doc("Per model, costliest first.")
+    daily: list[DailyRow] = doc("Per UTC day with calls.")
+    calls: list[StoredCall] = doc("The most recent calls, newest first.", default_factory=list)

@@ -9,14 +9,26 @@ times are ISO-8601 UTC with ``Z``, ids are as stored (trace and span ids in hex)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Literal, get_origin, get_type_hints
 
 from .._model.call import CALL_COLUMNS, StoredCall
-from .._model.rows import UNATTRIBUTED_LABEL, DailyRow, ModelRow, Overview, Page, UserRow
+from .._model.rows import (
+    UNATTRIBUTED_LABEL,
+    DailyRow,
+    ModelRow,
+    Overview,
+    Page,
+    TenantRow,
+    TopUser,
+    Totals,
+    UserRow,
+)
 from .._model.usage import DERIVED, METRICS, Usage
 from .numbers import decimal_string, iso
 
@@ -95,69 +107,41 @@ def _getter(get: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
     return lambda row: getattr(get(row), name)
 
 
-def _f(name: str, kind: Kind, doc: str) -> Field:
-    return Field(name, kind, doc, attrgetter(name))
+_KINDS: dict[Any, Kind] = {str: "str", int: "int", bool: "bool", Decimal: "money", date: "date", float: "float"}
 
 
-_USAGE = attrgetter("usage")
-_USER_ID = _f("user_id", "str", 'The user; "" for the calls that carried none.')
-_LABEL = _f("label", "str", 'The user id, or "(unattributed)".')
-_ATTRIBUTED = _f("attributed", "bool", "Whether the row is a user (not the unattributed calls).")
+def _kind(annotation: Any) -> Kind:
+    if annotation in _KINDS:
+        return _KINDS[annotation]
+    if get_origin(annotation) is tuple:
+        return "strings"
+    raise TypeError(f"no record kind for {annotation!r}")
 
-USER = Shape(
-    "User",
-    (
-        _USER_ID,
-        _LABEL,
-        _ATTRIBUTED,
-        _f("tenant_id", "str", "The row's tenant (a ranking's row is one (tenant, user) pair)."),
-        _f("tenant_ids", "strings", "The tenants of the calls counted."),
-        *usage_fields(_USAGE),
-        _f("distinct_models", "int", "Models that answered the user's calls."),
-        _f("top_model", "str", "The model the user spent the most on."),
-    ),
-)
-TENANT = Shape(
-    "Tenant",
-    (
-        _f("tenant_id", "str", 'The tenant; "" for the calls that carried none.'),
-        _f("active_users", "int", "Distinct attributed users (uniq)."),
-        *usage_fields(_USAGE),
-    ),
-)
-MODEL = Shape(
-    "Model", (_f("provider", "str", "The provider."), _f("model", "str", "The model."), *usage_fields(_USAGE))
-)
-DAILY = Shape(
-    "Day",
-    (
-        _f("day", "date", "The UTC day."),
-        _f("key", "str", "The user or tenant id, when the series is per user or per tenant."),
-        _f("cost", "money", "Exact USD of the priced calls."),
-        _f("requests", "int", "LLM calls."),
-        _f("active_users", "int", "Distinct attributed (tenant, user) pairs with calls that day: exact."),
-    ),
-)
-TOP_USER = Shape(
-    "TopUser",
-    (
-        _USER_ID,
-        _LABEL,
-        _ATTRIBUTED,
-        _f("tenant_id", "str", "The row's tenant."),
-        _f("cost", "money", "Exact USD of the priced calls."),
-        _f("requests", "int", "LLM calls."),
-        _f("unpriced_requests", "int", "Calls with no known price: not in cost."),
-    ),
-)
-TOTALS = Shape(
-    "Totals",
-    (
-        *usage_fields(_USAGE),
-        _f("active_users", "int", "Distinct attributed (tenant, user) pairs with calls."),
-        _f("tenants", "int", "Tenants with calls, the calls without a tenant counted as one."),
-    ),
-)
+
+def shape_of(cls: type, name: str, *, derived: dict[str, tuple[str, ...]] | None = None) -> Shape:
+    """The record of a row dataclass: its fields in order, a ``Usage`` field flattened into its metrics, and
+    ``derived`` properties (named after the field they follow) with their docstrings."""
+    hints = get_type_hints(cls)
+    fields: list[Field] = []
+    for f in dataclasses.fields(cls):
+        if hints[f.name] is Usage:
+            fields.extend(usage_fields(attrgetter(f.name)))
+        else:
+            fields.append(Field(f.name, _kind(hints[f.name]), f.metadata.get("doc", ""), attrgetter(f.name)))
+        for prop in (derived or {}).get(f.name, ()):
+            getter = getattr(cls, prop)
+            kind = _kind(get_type_hints(getter.fget)["return"])
+            fields.append(Field(prop, kind, (getter.__doc__ or "").strip(), attrgetter(prop)))
+    return Shape(name, tuple(fields))
+
+
+_LABELS = ("label", "attributed")
+USER = shape_of(UserRow, "User", derived={"user_id": (*_LABELS, "tenant_id")})
+TENANT = shape_of(TenantRow, "Tenant")
+MODEL = shape_of(ModelRow, "Model")
+DAILY = shape_of(DailyRow, "Day")
+TOP_USER = shape_of(TopUser, "TopUser", derived={"user_id": _LABELS})
+TOTALS = shape_of(Totals, "Totals")
 
 
 def _call_kind(name: str, ch_type: str) -> Kind:

@@ -28,7 +28,11 @@ def totals(
     tenant_id: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Totals:
-    """See :meth:`Ledger.totals`."""
+    """Everything in the window summed: spend, requests, tokens, active users and tenants.
+
+    Distinct traces are not counted here (see :class:`Totals`); active users are the per-tenant
+    ``uniq`` estimates added up; every other figure is exact.
+    """
     q = Query(store.database, plan(start, end))
     q.where_equal("tenant_id", tenant_id)
     q.where_tags(tags)
@@ -62,7 +66,13 @@ def overview(
     tags: Mapping[str, str] | None = None,
     top: int = 10,
 ) -> Overview:
-    """See :meth:`Ledger.overview`."""
+    """Totals, unattributed spend, the top ``top`` users and tenants, and the daily series of a window.
+
+    Four queries instead of the nine that :meth:`totals`, :meth:`users`, :meth:`tenants` and two
+    :meth:`daily` calls take: the top users come with only their cost, requests and unpriced calls,
+    ranked in the same pass that counts the window's users and its unattributed calls, and the
+    tenants' sums give both the totals and the top tenants. Every figure is exact.
+    """
     _page, top = check_paging(1, top)
     uq = Query(store.database, plan(start, end, rollups=not tags))  # as users() reads tags
     uq.where_equal("tenant_id", tenant_id)

@@ -54,7 +54,11 @@ def users(
     tags: Mapping[str, str] | None = None,
     traces: bool = True,
 ) -> Page[UserRow]:
-    """See :meth:`Ledger.users`."""
+    """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users.
+
+    ``traces=False`` leaves distinct traces uncounted (``usage.traces`` is ``None``): merging the trace
+    states of the heaviest users is the largest part of a page's cost.
+    """
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
     # A tag filter reads the raw table: the tags-keyed hourly rollups hold nearly one row per call
@@ -116,7 +120,8 @@ def tenants(
     tenant_id: str | None = None,
     traces: bool = True,
 ) -> Page[TenantRow]:
-    """See :meth:`Ledger.tenants`."""
+    """A page of tenants with their totals and active users (``tenant_id``: that tenant only);
+    ``traces=False`` as in :meth:`users`."""
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
     q = Query(store.database, plan(start, end))
@@ -140,7 +145,8 @@ def tenants(
 def tenant_ids(
     store: Store, *, start: TimeBound = None, end: TimeBound = None, limit: int = 200, sort_by: SortBy = "cost"
 ) -> list[str]:
-    """See :meth:`Ledger.tenant_ids`."""
+    """The ids of the top ``limit`` tenants in the window (descending ``sort_by``): the ranking alone,
+    for menus and pickers, without the per-tenant totals."""
     check_sort(sort_by, "desc")
     _page, limit = check_paging(1, limit)
     q = Query(store.database, plan(start, end))

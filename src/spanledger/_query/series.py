@@ -26,7 +26,12 @@ def daily(
     per: Literal["user", "tenant"] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> list[DailyRow]:
-    """See :meth:`Ledger.daily`."""
+    """Cost, requests and active users per UTC day; ``per`` splits each day by user or tenant.
+
+    A day's active users are the distinct attributed (tenant, user) pairs with calls that day, exact
+    (the same user id in two tenants is two users, as everywhere else); per user (``per="user"`` or
+    ``user_id``) it is 1 for an attributed user, 0 for the unattributed calls.
+    """
     q = Query(store.database, plan(start, end))
     q.where_equal("user_id", user_id)
     q.where_equal("tenant_id", tenant_id)
