@@ -26,11 +26,17 @@ from ._errors import (
 )
 from ._model.call import LLMCall, StoredCall
 from ._model.rows import (
+    NO_TENANT_LABEL,
     UNATTRIBUTED_LABEL,
+    Bucket,
+    CallPage,
     DailyRow,
     ModelRow,
     Overview,
     Page,
+    SegmentRow,
+    TagChoice,
+    TenantDetail,
     TenantRow,
     TopUser,
     Totals,
@@ -38,7 +44,7 @@ from ._model.rows import (
     UserRow,
 )
 from ._model.usage import Usage
-from ._pricing.pricer import PriceFileError, Pricer, PriceRule
+from ._pricing.pricer import PriceFileError, Pricer, PriceRates, PriceRule
 from ._query.ledger import Ledger
 from ._store.store import Store
 
@@ -47,10 +53,13 @@ __version__ = "0.1.0"
 __all__ = [
     "COST_AMOUNT_ATTRIBUTE",
     "COST_CURRENCY_ATTRIBUTE",
+    "NO_TENANT_LABEL",
     "TAG_PREFIX",
     "TENANT_ATTRIBUTE",
     "UNATTRIBUTED_LABEL",
     "USER_ATTRIBUTE",
+    "Bucket",
+    "CallPage",
     "ConfigError",
     "CostExporter",
     "DailyRow",
@@ -61,16 +70,20 @@ __all__ = [
     "Overview",
     "Page",
     "PriceFileError",
+    "PriceRates",
     "PriceRule",
     "Pricer",
     "Recorded",
     "Recorder",
+    "SegmentRow",
     "SpanledgerError",
     "Store",
     "StoreError",
     "StoreLockedError",
     "StoreUnavailableError",
     "StoredCall",
+    "TagChoice",
+    "TenantDetail",
     "TenantRow",
     "TopUser",
     "Totals",

@@ -107,10 +107,10 @@ def test_the_demo_stores_exactly_the_planned_traffic(store_dsn: str) -> None:
     assert sum((t.usage.cost for t in tenants), Decimal(0)) == _expected_cost(calls)
     assert sum(t.usage.cache_read_tokens for t in tenants) == sum(c.cached_tokens for c in plan if c.status == 200)
 
-    users = ledger.users(limit=1000).rows
+    users = ledger.users(limit=1000, include_unattributed=True).rows
     unattributed = [u for u in users if not u.user_id]
     assert [u.usage.requests for u in unattributed] == [sum(1 for c in plan if c.user_id is None)]
-    free = ledger.users(tags={"plan": "free"}, limit=1000).rows
+    free = ledger.users(tags={"plan": "free"}, limit=1000, include_unattributed=True).rows
     assert sum(u.usage.requests for u in free) == sum(1 for c in plan if c.plan == "free")
     assert users[0].user_id in text  # the top user is the first row of the demo's table
 

@@ -134,7 +134,7 @@ class Pipeline:
     def assert_counted_once_each(self) -> None:
         """Every request the stub answered is exactly one stored call."""
         self.flush()
-        stored = sum(row.usage.requests for row in self.ledger.users(limit=1000).rows)
+        stored = sum(row.usage.requests for row in self.ledger.users(limit=1000, include_unattributed=True).rows)
         assert stored == self.requests_sent
         assert self.exporter.stats["stored"] == self.requests_sent
 
@@ -289,7 +289,7 @@ def test_untagged_call_is_stored_as_unattributed(pipeline: Pipeline) -> None:
     pipeline.chat({"input_tokens": 1000, "output_tokens": 100})
 
     pipeline.flush()
-    (row,) = pipeline.ledger.users().rows
+    (row,) = pipeline.ledger.users(include_unattributed=True).rows
     assert (row.user_id, row.tenant_id, row.label) == ("", "", "(unattributed)")
     # 1000 × 0.15 + 100 × 0.6 = 210 per million
     assert (row.usage.requests, row.usage.cost) == (1, Decimal("0.00021"))
@@ -348,7 +348,7 @@ def test_costs_per_user_and_tenant_across_clients(pipeline: Pipeline) -> None:
     pipeline.chat({"input_tokens": 1000, "output_tokens": 100})  # untagged: 0.00021
     pipeline.flush()
 
-    users = {(r.tenant_id, r.user_id): r.usage for r in pipeline.ledger.users().rows}
+    users = {(r.tenant_id, r.user_id): r.usage for r in pipeline.ledger.users(include_unattributed=True).rows}
     assert {key: (u.requests, u.errors, u.cost) for key, u in users.items()} == {
         ("acme", "alice"): (2, 0, Decimal("0.000366")),
         ("acme", "bob"): (2, 1, Decimal("0.004575")),
@@ -371,7 +371,10 @@ def test_costs_per_user_and_tenant_across_clients(pipeline: Pipeline) -> None:
     assert [(m.provider, m.model, m.usage.requests) for m in alice.models] == [("openai", "gpt-4o-mini-2024-07-18", 2)]
     carol = pipeline.ledger.user("carol")
     assert [(m.provider, m.model, m.usage.cost) for m in carol.models] == [("anthropic", CLAUDE, Decimal("0.0111"))]
-    pro = {(r.tenant_id, r.user_id): r.usage.cost for r in pipeline.ledger.users(tags={"plan": "pro"}).rows}
+    pro = {
+        (r.tenant_id, r.user_id): r.usage.cost
+        for r in pipeline.ledger.users(tags={"plan": "pro"}, include_unattributed=True).rows
+    }
     assert pro == {("acme", "alice"): Decimal("0.000366"), ("globex", "carol"): Decimal("0.0111")}
     assert pipeline.requests_sent == 9
     pipeline.assert_counted_once_each()

@@ -96,7 +96,9 @@ def _integrity(dsn: str) -> tuple[int, int, Decimal, list[int], list[Decimal]]:
 
 
 def _per_user(dsn: str) -> dict[tuple[str, str], Decimal]:
-    return {(r.tenant_id, r.user_id): r.usage.cost for r in Ledger(dsn).users(limit=1000).rows}
+    return {
+        (r.tenant_id, r.user_id): r.usage.cost for r in Ledger(dsn).users(limit=1000, include_unattributed=True).rows
+    }
 
 
 # --- the store over HTTP ------------------------------------------------------------------------------------
@@ -144,6 +146,7 @@ def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
     assert _per_user(http_store_dsn) == EXPECTED_COST
     http_ledger, chdb_ledger = Ledger(http_store_dsn), Ledger(store_dsn)
     assert http_ledger.users().rows == chdb_ledger.users().rows
+    assert http_ledger.users().unnamed == chdb_ledger.users().unnamed
     assert http_ledger.tenants().rows == chdb_ledger.tenants().rows
     assert http_ledger.daily(per="user") == chdb_ledger.daily(per="user")
     alice_http, alice_chdb = http_ledger.user("alice"), chdb_ledger.user("alice")

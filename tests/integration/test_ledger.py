@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from spanledger import UNATTRIBUTED_LABEL, ConfigError, CostExporter, Ledger, Store, UserRow, testing
+from spanledger import UNATTRIBUTED_LABEL, Bucket, ConfigError, CostExporter, Ledger, Store, UserRow, testing
 from spanledger._store.schema import RAW_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -158,7 +158,10 @@ def keys(rows: list[UserRow]) -> list[tuple[str, str]]:
 
 def test_totals_per_user(ledger: Ledger) -> None:
     page = ledger.users(limit=100)
-    assert page.total == 6 and set(keys(page.rows)) == ALL_USERS
+    # the unattributed calls are no user: reported beside the ranking, never a row of it, never counted
+    assert page.total == 5 and set(keys(page.rows)) == ALL_USERS - {("acme", "")}
+    assert page.unnamed == Bucket(MINI * 2, 2, 0, 0)
+    assert set(keys(ledger.users(limit=100, include_unattributed=True).rows)) == ALL_USERS
     by_user = {r.user_id: r for r in page.rows}
     alice = by_user["alice"].usage
     assert alice.cost == Decimal("0.035") + Decimal("0.07") + MINI
@@ -175,7 +178,8 @@ def test_totals_per_user(ledger: Ledger) -> None:
 
 
 def test_unattributed_calls_are_listed_under_the_empty_user(ledger: Ledger) -> None:
-    row = next(r for r in ledger.users().rows if r.user_id == "")
+    assert all(r.user_id for r in ledger.users().rows)
+    row = next(r for r in ledger.users(include_unattributed=True).rows if r.user_id == "")
     assert (row.tenant_id, row.label, row.attributed) == ("acme", UNATTRIBUTED_LABEL, False)
     assert (row.usage.requests, row.usage.cost) == (2, MINI * 2)
     detail = ledger.user("")
@@ -244,7 +248,8 @@ def test_totals_add_up_every_tenant(ledger: Ledger) -> None:
 
 
 def test_traces_false_leaves_only_the_trace_count_out(ledger: Ledger) -> None:
-    full, light = ledger.users(limit=100), ledger.users(limit=100, traces=False)
+    full = ledger.users(limit=100, include_unattributed=True)
+    light = ledger.users(limit=100, traces=False, include_unattributed=True)
     assert [r.usage.traces for r in full.rows] == [r.usage.traces for r in full.rows if r.usage.traces is not None]
     assert sum(r.usage.traces or 0 for r in full.rows) == 69  # one trace per call in this dataset
     assert all(r.usage.traces is None for r in light.rows)
@@ -265,19 +270,28 @@ def test_tenant_ids_are_the_ranking_alone(ledger: Ledger) -> None:
 
 def test_paging(ledger: Ledger) -> None:
     everyone = ledger.users(limit=100).rows
-    pages = [ledger.users(limit=4, page=p) for p in (1, 2, 3)]
-    assert [len(p.rows) for p in pages] == [4, 2, 0]  # a full page, the last page, beyond the last page
-    assert all(p.total == 6 and p.limit == 4 for p in pages)
-    assert [p.page for p in pages] == [1, 2, 3]
+    pages = [ledger.users(limit=3, page=p) for p in (1, 2, 3, 99)]
+    # a full page, the last page, and past the end: the last page again, numbered as such
+    assert [len(p.rows) for p in pages] == [3, 2, 2, 2]
+    assert all(p.total == 5 and p.limit == 3 and p.pages == 2 for p in pages)
+    assert [p.page for p in pages] == [1, 2, 2, 2]
+    assert pages[3].rows == pages[1].rows
     assert keys(pages[0].rows + pages[1].rows) == keys(everyone)
     tenants = [ledger.tenants(limit=2, page=p) for p in (1, 2, 5)]
-    assert [len(p.rows) for p in tenants] == [2, 1, 0]
+    assert [(len(p.rows), p.page) for p in tenants] == [(2, 1), (1, 2), (1, 2)]
     assert all(p.total == 3 for p in tenants)
+    assert ledger.users(start="2030-01-01", page=7).page == 1  # nothing at all: page 1, empty
 
 
 @pytest.mark.parametrize(
     ("search", "expected"),
-    [("AL", {"alice", "al_x"}), ("carol", {"Carol"}), ("_", {"al_x"}), ("%", set()), ("", {u for _, u in ALL_USERS})],
+    [
+        ("AL", {"alice", "al_x"}),
+        ("carol", {"Carol"}),
+        ("_", {"al_x"}),
+        ("%", set()),
+        ("", {u for _, u in ALL_USERS if u}),
+    ],
 )
 def test_search_is_a_case_insensitive_substring(ledger: Ledger, search: str, expected: set[str]) -> None:
     page = ledger.users(search=search)

@@ -26,6 +26,11 @@ def doc(meaning: str, **kwargs: Any) -> Any:
 SORT_KEYS: tuple[str, ...] = ("cost", "requests", "tokens", "last_seen")
 """What a ranking of users or tenants can be sorted by (the query layer maps each to its SQL)."""
 
+USERS_COUNTED = "Users with calls: distinct attributed (tenant, user) pairs, exact; unattributed calls are no user."
+"""How users are counted everywhere: the overview, the users page, the API, the CLI."""
+TENANTS_COUNTED = "Tenants with calls: distinct tenant ids, exact; the calls without a tenant are no tenant."
+"""How tenants are counted everywhere."""
+
 T = TypeVar("T")
 _USER = 'The user; "" for the calls that carried none (shown as "(unattributed)").'
 _TENANT = 'The tenant; "" for the calls that carried none.'
@@ -58,8 +63,12 @@ class UserRow(_Labelled):
         "The tenants of the calls counted (one in a ranking: a row is a (tenant, user) pair)."
     )
     usage: Usage = doc(_USAGE)
-    distinct_models: int = doc("Models that answered the user's calls (a failed call that reached none is not one).")
+    distinct_models: int = doc("Models that answered at least one of the user's calls (failed calls do not count).")
     top_model: str = doc("The model the user spent the most on in the window.")
+    previous_cost: Decimal | None = doc(
+        "Cost in the previous window of the same length; null when not compared (or the window has no start).",
+        default=None,
+    )
 
     @property
     def tenant_id(self) -> str:
@@ -73,7 +82,16 @@ class TenantRow:
 
     tenant_id: str = doc(_TENANT)
     usage: Usage = doc(_USAGE)
-    active_users: int = doc("Distinct attributed users (ClickHouse uniq).")
+    active_users: int = doc("Users with calls: distinct attributed user ids, exact.")
+    previous_cost: Decimal | None = doc(
+        "Cost in the previous window of the same length; null when not compared (or the window has no start).",
+        default=None,
+    )
+
+    @property
+    def label(self) -> str:
+        """The tenant id, or "(no tenant)" for the calls that carried none."""
+        return self.tenant_id or NO_TENANT_LABEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +100,8 @@ class Totals:
     is ``None``): merging every trace state costs ten times all the sums together."""
 
     usage: Usage = doc(_USAGE)
-    active_users: int = doc("Distinct attributed (tenant, user) pairs with calls.")
-    tenants: int = doc("Tenants with calls, the calls without a tenant counted as one.")
+    active_users: int = doc(USERS_COUNTED)
+    tenants: int = doc(TENANTS_COUNTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +142,15 @@ class Overview:
     totals: Totals = doc("Everything summed; active_users is exact: the attributed (tenant, user) pairs with calls.")
     unattributed_cost: Decimal = doc("Spend of the calls that carried no user id (in every tenant).")
     unattributed_requests: int = doc("Calls that carried no user id.")
+    no_tenant_cost: Decimal = doc("Spend of the calls that carried no tenant id.")
+    no_tenant_requests: int = doc("Calls that carried no tenant id.")
     top_users: list[TopUser] = doc("The costliest users, ties by tenant and user id, as Ledger.users ranks them.")
     top_tenants: list[TenantRow] = doc("The costliest tenants (traces not counted), as Ledger.tenants ranks them.")
     daily: list[DailyRow] = doc("Cost, requests and active users per UTC day, as Ledger.daily gives them.")
+    previous: Totals | None = doc(
+        "The same totals over the previous window of the same length; null when the window has no start.",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +159,22 @@ class Page(Generic[T]):
 
     rows: list[T] = doc("The page's rows.")
     total: int = doc("Rows on all pages.")
-    page: int = doc("This page, from 1.")
+    page: int = doc("This page, from 1 (a page past the end is the last page).")
     limit: int = doc("Rows per page.")
+    unnamed: Bucket | None = doc(
+        "The calls with no user id (no tenant id, for tenants) under the same filters: never a row, never counted.",
+        default=None,
+    )
 
     @property
     def pages(self) -> int:
         """How many pages there are (at least 1)."""
-        return max(1, -(-self.total // self.limit))
+        return pages_of(self.total, self.limit)
+
+
+def pages_of(total: int, limit: int) -> int:
+    """How many pages ``total`` rows fill, ``limit`` a page (at least 1: an empty list is one empty page)."""
+    return max(1, -(-total // limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +186,56 @@ class UserDetail:
     models: list[ModelRow] = doc("Per model, costliest first.")
     daily: list[DailyRow] = doc("Per UTC day with calls.")
     calls: list[StoredCall] = doc("The most recent calls, newest first.", default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """The calls that carried no user id (or no tenant id): spend without a name, shown apart from the ranking."""
+
+    cost: Decimal = doc("Exact USD of the priced calls.")
+    requests: int = doc("LLM calls.")
+    unpriced_requests: int = doc("Calls with no known price: not in cost.")
+    users: int = doc("Distinct attributed users among them (for the calls without a tenant).", default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    """One page of the calls explorer, newest first, and the cursors to the pages beside it."""
+
+    calls: list[StoredCall] = doc("The calls, newest first.")
+    limit: int = doc("Calls per page.")
+    next: str | None = doc("Cursor to the older calls (null: none).")
+    prev: str | None = doc("Cursor to the newer calls (null: this is the newest page).")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDetail:
+    """One tenant: totals, per-model breakdown and daily series."""
+
+    tenant_id: str = doc(_TENANT)
+    summary: TenantRow | None = doc("None when the tenant has no calls in the window.")
+    models: list[ModelRow] = doc("Per model, costliest first.")
+    daily: list[DailyRow] = doc("Per UTC day with calls.")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    """One value of a tag (one plan, one feature) and its totals."""
+
+    value: str = doc('The tag\'s value; "" for the calls that do not carry the tag.')
+    usage: Usage = doc(_USAGE)
+    active_users: int = doc("Users with calls: distinct attributed (tenant, user) pairs, exact.")
+    previous_cost: Decimal | None = doc(
+        "Cost in the previous window of the same length; null when not compared (or the window has no start).",
+        default=None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TagChoice:
+    """A tag key or value offered in a menu, with the spend it carries in the window."""
+
+    key: str = doc("The tag key.")
+    value: str = doc('The value ("" in the list of keys).')
+    cost: Decimal = doc("Exact USD of the priced calls carrying it.")
+    requests: int = doc("LLM calls carrying it.")

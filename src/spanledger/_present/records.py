@@ -15,15 +15,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Literal, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .._model.call import CALL_COLUMNS, StoredCall
 from .._model.rows import (
+    NO_TENANT_LABEL,
     UNATTRIBUTED_LABEL,
+    Bucket,
+    CallPage,
     DailyRow,
     ModelRow,
     Overview,
     Page,
+    SegmentRow,
+    TagChoice,
+    TenantDetail,
     TenantRow,
     TopUser,
     Totals,
@@ -110,9 +116,17 @@ def _getter(get: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
 _KINDS: dict[Any, Kind] = {str: "str", int: "int", bool: "bool", Decimal: "money", date: "date", float: "float"}
 
 
+_OPTIONAL: dict[Any, Kind] = {Decimal: "money?", int: "int?", datetime: "time?", str: "str"}
+
+
 def _kind(annotation: Any) -> Kind:
     if annotation in _KINDS:
         return _KINDS[annotation]
+    args = get_args(annotation)
+    if len(args) == 2 and type(None) in args:  # X | None
+        inner = next(a for a in args if a is not type(None))
+        if inner in _OPTIONAL:
+            return _OPTIONAL[inner]
     if get_origin(annotation) is tuple:
         return "strings"
     raise TypeError(f"no record kind for {annotation!r}")
@@ -137,7 +151,10 @@ def shape_of(cls: type, name: str, *, derived: dict[str, tuple[str, ...]] | None
 
 _LABELS = ("label", "attributed")
 USER = shape_of(UserRow, "User", derived={"user_id": (*_LABELS, "tenant_id")})
-TENANT = shape_of(TenantRow, "Tenant")
+TENANT = shape_of(TenantRow, "Tenant", derived={"tenant_id": ("label",)})
+SEGMENT = shape_of(SegmentRow, "Segment")
+TAG = shape_of(TagChoice, "Tag")
+BUCKET = shape_of(Bucket, "Unnamed")
 MODEL = shape_of(ModelRow, "Model")
 DAILY = shape_of(DailyRow, "Day")
 TOP_USER = shape_of(TopUser, "TopUser", derived={"user_id": _LABELS})
@@ -186,15 +203,35 @@ def window_record(start: datetime | None, end: datetime | None) -> dict[str, str
     return {"from": iso(start), "to": iso(end)}
 
 
-def page_record(page: Page[Any], shape: Shape, **meta: Any) -> dict[str, Any]:
-    """A page: ``meta`` (window, sort …), then ``page``, ``pages``, ``limit``, ``total`` and ``data``."""
-    return {
+def page_record(page: Page[Any], shape: Shape, *, unnamed: str | None = None, **meta: Any) -> dict[str, Any]:
+    """A page: ``meta`` (window, sort …), then ``page``, ``pages``, ``limit``, ``total`` and ``data``, and
+    the calls with no id under the key ``unnamed`` names (``null`` when not reported)."""
+    out = {
         **meta,
         "page": page.page,
         "pages": page.pages,
         "limit": page.limit,
         "total": page.total,
         "data": shape.records(page.rows),
+    }
+    if unnamed:
+        out[unnamed] = BUCKET.record(page.unnamed) if page.unnamed else None
+    return out
+
+
+def calls_record(page: CallPage, **meta: Any) -> dict[str, Any]:
+    """A page of the calls explorer: ``meta``, the cursors either side, and the calls."""
+    return {**meta, "limit": page.limit, "next": page.next, "prev": page.prev, "data": CALL.records(page.calls)}
+
+
+def tenant_detail_record(detail: TenantDetail) -> dict[str, Any]:
+    """One tenant's detail: summary (``null`` when no calls in the window), models, days."""
+    return {
+        "tenant_id": detail.tenant_id,
+        "label": detail.tenant_id or NO_TENANT_LABEL,
+        "summary": TENANT.record(detail.summary) if detail.summary else None,
+        "models": MODEL.records(detail.models),
+        "daily": DAILY.records(detail.daily),
     }
 
 
@@ -204,9 +241,12 @@ def overview_record(ov: Overview) -> dict[str, Any]:
         "totals": TOTALS.record(ov.totals),
         "unattributed_cost": decimal_string(ov.unattributed_cost),
         "unattributed_requests": ov.unattributed_requests,
+        "no_tenant_cost": decimal_string(ov.no_tenant_cost),
+        "no_tenant_requests": ov.no_tenant_requests,
         "top_users": TOP_USER.records(ov.top_users),
         "top_tenants": TENANT.records(ov.top_tenants),
         "daily": DAILY.records(ov.daily),
+        "previous": TOTALS.record(ov.previous) if ov.previous else None,
     }
 
 

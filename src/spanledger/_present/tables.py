@@ -261,23 +261,29 @@ def daily_table(
     return _build(title, caption, cols, cells, footer, width)
 
 
-def calls_table(calls: Sequence[StoredCall], *, title: str, width: int = 120) -> Table:
-    """The most recent calls of one user, newest first."""
-    cols = (
-        _Col("Time (UTC)", number=False, keep_width=True),
+def calls_table(
+    calls: Sequence[StoredCall], *, title: str, caption: str = "", who: bool = False, width: int = 120
+) -> Table:
+    """Calls, newest first (``who``: with their user and tenant, as the explorer lists them)."""
+    cols = [_Col("Time (UTC)", number=False, keep_width=True)]
+    if who:
+        cols += [_Col("User", number=False), _Col("Tenant", number=False, drop_below=100)]
+    cols += [
         _Col("Model", number=False),
         _Col("Input"),
         _Col("Cached", drop_below=90),
         _Col("Output"),
         _Col("Cost", style="green"),
-        _Col("Tags", number=False, drop_below=110),
+        _Col("Tags", number=False, drop_below=130 if who else 110),
         _Col("Status", number=False, keep_width=True),
-    )
+    ]
     cells = []
     for call in calls:
+        people = [escape(call.user_id) or f"[italic]{UNATTRIBUTED_LABEL}[/]", escape(call.tenant_id) or NO_TENANT_LABEL]
         cells.append(
             [
                 f"{call.timestamp:%Y-%m-%d %H:%M:%S}",
+                *(people if who else []),
                 escape(call.model or "(unknown)"),
                 count(call.input_tokens),
                 count(call.cache_read_tokens),
@@ -287,4 +293,4 @@ def calls_table(calls: Sequence[StoredCall], *, title: str, width: int = 120) ->
                 f"[red]{escape(call.error_type or 'error')}[/]" if call.is_error else "ok",
             ]
         )
-    return _build(title, "", cols, cells, [""] * len(cols), width)
+    return _build(title, caption, cols, cells, [""] * len(cols), width)

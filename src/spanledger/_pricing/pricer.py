@@ -171,6 +171,19 @@ class _Linear:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceRates:
+    """USD per million tokens of each kind, and per call, for one model at one time."""
+
+    input: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+    per_call: Decimal
+    model_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Tiered:
     model_price: Any
     model_id: str
@@ -255,6 +268,22 @@ class Pricer:
         call.cost = total
         call.price_source = resolved.source
         call.price_model = resolved.model_id
+
+    def rates(self, provider: str, model: str, when: datetime) -> PriceRates | None:
+        """The price of ``model`` at ``when`` per million tokens of each kind, as :meth:`price` applies it;
+        ``None`` when no price is known, or the price is tiered (it then depends on the call's size)."""
+        resolved = self._resolve(provider, model, when.replace(second=0, microsecond=0))
+        if not isinstance(resolved, _Linear):
+            return None
+        return PriceRates(
+            input=resolved.uncached * _MTOK,
+            cache_read=resolved.cache_read * _MTOK,
+            cache_write=resolved.cache_write * _MTOK,
+            output=resolved.output * _MTOK,
+            per_call=resolved.per_call,
+            model_id=resolved.model_id,
+            source=resolved.source,
+        )
 
     def _unpriced(self, call: LLMCall) -> None:
         call.cost = call.input_cost = call.output_cost = None

@@ -1,14 +1,18 @@
-"""One user in detail — totals, per-model breakdown, daily series, recent calls — and one stored call."""
+"""One user or tenant in detail — totals, per-model breakdown, daily series, recent calls — one stored call,
+and whether an id was ever seen (with the ids nearest to one that was not)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from .._model.call import StoredCall
-from .._model.rows import DailyRow, ModelRow, UserDetail, UserRow
+from .._model.rows import DailyRow, ModelRow, TenantDetail, TenantRow, UserDetail, UserRow
 from .._model.usage import Usage
-from .._store.schema import RAW_TABLE, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP
+from .._store.schema import RAW_TABLE, USER_DAILY_ROLLUP, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP
 from .._store.store import Store
+from .overview import tenant_users
+from .series import daily_pairs
 from .sql import MAX_LIMIT, Query, fetch, outer, raw_inner, rollup_inner
 from .tiers import plan
 from .timebound import TimeBound
@@ -57,7 +61,7 @@ GROUP BY GROUPING SETS ((provider, model), (day), ())"""
         user_id=user_id,
         tenant_ids=tuple(total["tenants"]),
         usage=Usage.from_row(total),
-        distinct_models=len(models),
+        distinct_models=sum(1 for m in models if m.usage.requests > m.usage.errors),
         top_model=models[0].model if models else "",
     )
     if tenant_id is None:
@@ -94,3 +98,64 @@ def find_call(store: Store, trace_id: int, span_id: int, *, tenant_id: str | Non
         parameters,
     )
     return StoredCall.from_row(rows[0]) if rows else None
+
+
+def tenant(
+    store: Store,
+    tenant_id: str,
+    *,
+    start: TimeBound = None,
+    end: TimeBound = None,
+    user_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> TenantDetail:
+    """One tenant's totals and users, per-model breakdown and daily series (``""``: the calls without one)."""
+    q = Query(store.database, plan(start, end))
+    q.where_equal("tenant_id", tenant_id)
+    q.where_user(user_id)
+    q.where_tags(tags)
+    daily_tier = None if tags else USER_MODEL_DAILY_ROLLUP
+    union = q.union(
+        USER_MODEL_ROLLUP, ["provider", "model"], rollup_inner(traces=True), raw_inner(traces=True), daily=daily_tier
+    )
+    sql = f"""
+SELECT grouping(provider, model) = 0 AS per_model, provider, model, {outer(traces=True)}
+FROM ({union})
+GROUP BY GROUPING SETS ((provider, model), ())"""
+    rows = [r for r in fetch(store, sql, q.params) if r["requests"]]
+    models = [ModelRow(r["provider"], r["model"], Usage.from_row(r)) for r in rows if r["per_model"]]
+    models.sort(key=lambda m: (-m.usage.cost, -m.usage.requests, m.model, m.provider))
+    total = next((r for r in rows if not r["per_model"]), None)
+    if total is None:
+        return TenantDetail(tenant_id=tenant_id, summary=None, models=[], daily=[])
+    users = tenant_users(store, q).get(tenant_id, 0)
+    summary = TenantRow(tenant_id, Usage.from_row(total), users)
+    return TenantDetail(tenant_id=tenant_id, summary=summary, models=models, daily=daily_pairs(store, q, key=None))
+
+
+def seen(store: Store, *, user_id: str | None = None, tenant_id: str | None = None) -> bool:
+    """Whether the store holds any call of this user (in this tenant), or of this tenant, in all time."""
+    q = Query(store.database, plan(None, None))
+    q.where_equal("user_id", user_id)
+    q.where_equal("tenant_id", tenant_id)
+    sql = f"SELECT 1 AS found FROM {q.db}.{USER_DAILY_ROLLUP} WHERE 1{q.extra()} LIMIT 1"
+    return bool(fetch(store, sql, q.params))
+
+
+def similar(
+    store: Store, text: str, *, column: str = "user_id", tenant_id: str | None = None, limit: int = 5
+) -> list[str]:
+    """The stored ids nearest to ``text`` (containing it first, then by edit distance): "did you mean"."""
+    if column not in ("user_id", "tenant_id"):
+        raise ValueError(column)
+    q = Query(store.database, plan(None, None))
+    q.where_equal("tenant_id", tenant_id)
+    needle = q.bind(text[:256])
+    sql = f"""
+SELECT {column} AS id FROM {q.db}.{USER_DAILY_ROLLUP}
+WHERE {column} != ''{q.extra()}
+GROUP BY id
+ORDER BY positionCaseInsensitiveUTF8(id, {{{needle}:String}}) = 0,
+         editDistanceUTF8(lowerUTF8(id), lowerUTF8({{{needle}:String}})), id
+LIMIT {int(limit)}"""
+    return [r["id"] for r in fetch(store, sql, q.params)]

@@ -2,8 +2,8 @@
 
 Windows are exact to the microsecond: whole days come from the daily rollups, whole hours from the hourly
 rollups, the partial hours at either edge from the raw ``llm_calls`` table, in one query (``tiers``,
-``sql``). The questions themselves live in ``rankings``, ``detail``, ``series`` and ``overview``; each
-method here is one of them, bound to the ledger's store (same arguments, same documentation).
+``sql``). The questions themselves live in ``rankings``, ``detail``, ``series``, ``overview``, ``calls``
+and ``segments``; each method here is one of them, bound to the ledger's store (same arguments, same documentation).
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 from .._store.store import Store
-from . import detail, overview, rankings, series
+from . import calls as calls_
+from . import detail, menus, rankings, series
+from . import overview as overview_
+from . import segments as segments_
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +47,17 @@ class Ledger:
     tenant_ids = _on_store(rankings.tenant_ids)
     user = _on_store(detail.user)
     call = _on_store(detail.find_call)
-    totals = _on_store(overview.totals)
-    overview = _on_store(overview.overview)
+    user_ids = _on_store(rankings.user_ids)
+    tenant = _on_store(detail.tenant)
+    seen = _on_store(detail.seen)
+    similar = _on_store(detail.similar)
+    calls = _on_store(calls_.calls)
+    count_calls = _on_store(calls_.count_calls)
+    trace = _on_store(calls_.trace)
+    segments = _on_store(segments_.segments)
+    tag_keys = _on_store(menus.tag_keys)
+    tag_values = _on_store(menus.tag_values)
+    models = _on_store(menus.models)
+    totals = _on_store(overview_.totals)
+    overview = _on_store(overview_.overview)
     daily = _on_store(series.daily)

@@ -1,4 +1,9 @@
-"""A window at a glance: totals, the unattributed spend, the top users and tenants, the daily series."""
+"""A window at a glance: totals, the unattributed spend, the top users and tenants, the daily series.
+
+Users and tenants are counted one way everywhere (:data:`~spanledger._model.rows.USERS_COUNTED`): distinct
+attributed (tenant, user) pairs and distinct tenant ids with calls, exactly; the calls without a user id
+(without a tenant id) are reported apart, never as a user (a tenant).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,26 @@ from typing import Any
 
 from .._model.rows import Overview, TenantRow, TopUser, Totals
 from .._model.usage import CALL_COST, Usage
-from .._store.schema import TENANT_DAILY_ROLLUP, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_ROLLUP, USERS_STATE
+from .._store.schema import DAILY_OF, TENANT_DAILY_ROLLUP, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_ROLLUP
 from .._store.store import Store
 from .series import daily_pairs
 from .sql import Query, check_paging, fetch, outer, raw_inner, rollup_inner
-from .tiers import TierPlan, plan
+from .tiers import TierPlan, plan, previous
 from .timebound import TimeBound
 
-# a tenant's distinct users as per-tier states, from the per-tenant rollups and from the raw table
-_USERS_ROLLUP = "uniqMergeState(users) AS users"
-_USERS_RAW = f"{USERS_STATE} AS users"
+
+def _query(
+    store: Store,
+    w: TierPlan,
+    tenant_id: str | None,
+    user_id: str | None,
+    tags: Mapping[str, str] | None,
+) -> Query:
+    q = Query(store.database, w)
+    q.where_equal("tenant_id", tenant_id)
+    q.where_user(user_id)
+    q.where_tags(tags)
+    return q
 
 
 def totals(
@@ -26,35 +41,57 @@ def totals(
     start: TimeBound = None,
     end: TimeBound = None,
     tenant_id: str | None = None,
+    user_id: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Totals:
-    """Everything in the window summed: spend, requests, tokens, active users and tenants.
+    """Everything in the window summed: spend, requests, tokens, users and tenants (exact).
 
-    Distinct traces are not counted here (see :class:`Totals`); active users are the per-tenant
-    ``uniq`` estimates added up; every other figure is exact.
+    Distinct traces are not counted here (see :class:`Totals`).
     """
-    q = Query(store.database, plan(start, end))
-    q.where_equal("tenant_id", tenant_id)
-    q.where_tags(tags)
-    tenants = per_tenant(store, q, users=True, traces=False)
-    active_users = sum(int(r["active_users"]) for r in tenants)
-    return Totals(Usage.summed(tenants), active_users=active_users, tenants=len(tenants))
+    q = _query(store, plan(start, end), tenant_id, user_id, tags)
+    tenants = per_tenant(store, q, users=False, traces=False)
+    users, named_tenants = _counts(store, q)
+    return Totals(Usage.summed(tenants), active_users=users, tenants=named_tenants)
 
 
 def per_tenant(store: Store, q: Query, *, users: bool, traces: bool) -> list[dict[str, Any]]:
-    """Every metric per tenant (``active_users`` too when ``users``), by cost descending, then tenant id."""
-    inner_rollup, inner_raw = rollup_inner(traces=traces), raw_inner(traces=traces)
-    active = ""
-    if users:
-        inner_rollup += f", {_USERS_ROLLUP}"
-        inner_raw += f", {_USERS_RAW}"
-        active = ", uniqMerge(users) AS active_users"
+    """Every metric per tenant (``active_users`` too, exact, when ``users``), by cost descending, then id.
+
+    With a user filter the per-user rollups answer (the per-tenant ones keep no user ids)."""
+    hourly, daily = (USER_ROLLUP, USER_DAILY_ROLLUP) if q.has_user else (TENANT_ROLLUP, TENANT_DAILY_ROLLUP)
+    union = q.union(hourly, ["tenant_id"], rollup_inner(traces=traces), raw_inner(traces=traces), daily=daily)
     sql = f"""
-SELECT tenant_id, {outer(traces=traces)}{active}
-FROM ({q.union(TENANT_ROLLUP, ["tenant_id"], inner_rollup, inner_raw, daily=TENANT_DAILY_ROLLUP)})
+SELECT tenant_id, {outer(traces=traces)}
+FROM ({union})
 GROUP BY tenant_id
 ORDER BY cost DESC, tenant_id ASC"""
-    return fetch(store, sql, q.params)
+    rows = fetch(store, sql, q.params)
+    if users:
+        counts = tenant_users(store, q)
+        for r in rows:
+            r["active_users"] = counts.get(r["tenant_id"], 0)
+    return rows
+
+
+def _pairs(q: Query) -> str:
+    """Every (tenant, user) pair with calls under ``q``, one row each (from the per-user tiers)."""
+    union = q.union(USER_ROLLUP, ["tenant_id", "user_id"], "1 AS x", "1 AS x", daily=USER_DAILY_ROLLUP, grouped=False)
+    return f"SELECT tenant_id, user_id FROM ({union}) GROUP BY tenant_id, user_id"
+
+
+def tenant_users(store: Store, q: Query) -> dict[str, int]:
+    """Distinct attributed users per tenant under ``q``, exact."""
+    sql = f"SELECT tenant_id, countIf(user_id != '') AS users FROM ({_pairs(q)}) GROUP BY tenant_id"
+    return {r["tenant_id"]: int(r["users"]) for r in fetch(store, sql, q.params)}
+
+
+def _counts(store: Store, q: Query) -> tuple[int, int]:
+    """Users (attributed pairs) and tenants (non-empty ids) with calls under ``q``, exact."""
+    sql = (
+        f"SELECT countIf(user_id != '') AS users, uniqExactIf(tenant_id, tenant_id != '') AS tenants FROM ({_pairs(q)})"
+    )
+    r = fetch(store, sql, q.params)[0]
+    return int(r["users"]), int(r["tenants"])
 
 
 def overview(
@@ -63,77 +100,77 @@ def overview(
     start: TimeBound = None,
     end: TimeBound = None,
     tenant_id: str | None = None,
+    user_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     top: int = 10,
+    compare: bool = False,
 ) -> Overview:
-    """Totals, unattributed spend, the top ``top`` users and tenants, and the daily series of a window.
+    """Totals, unattributed spend, the top ``top`` users and tenants, and the daily series of a window;
+    ``compare`` adds the totals of the previous window of the same length (``previous``).
 
-    Four queries instead of the nine that :meth:`totals`, :meth:`users`, :meth:`tenants` and two
-    :meth:`daily` calls take: the top users come with only their cost, requests and unpriced calls,
-    ranked in the same pass that counts the window's users and its unattributed calls, and the
-    tenants' sums give both the totals and the top tenants. Every figure is exact.
+    The top users come with only their cost, requests and unpriced calls, ranked in the same pass that
+    counts the window's users and tenants and its unattributed calls; the tenants' sums give both the
+    totals and the top tenants. Every figure is exact.
     """
     _page, top = check_paging(1, top)
-    uq = Query(store.database, plan(start, end, rollups=not tags))  # as users() reads tags
-    uq.where_equal("tenant_id", tenant_id)
-    uq.where_tags(tags)
-    top_users, attributed, unattributed_cost, unattributed_requests = _top_users(store, uq, top)
+    uq = _query(store, plan(start, end, rollups=not tags), tenant_id, user_id, tags)  # as users() reads tags
+    top_users, counts, unattributed = _top_users(store, uq, top)
 
-    q = Query(store.database, plan(start, end))
-    q.where_equal("tenant_id", tenant_id)
-    q.where_tags(tags)
+    q = _query(store, plan(start, end), tenant_id, user_id, tags)
     tenants = per_tenant(store, q, users=False, traces=False)
-    names = [r["tenant_id"] for r in tenants[:top]]
-    users = _active_users(store, q.window, names, tags)
-    top_tenants = [TenantRow(r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0)) for r in tenants[:top]]
+    named = [r for r in tenants if r["tenant_id"]][:top]
+    nameless = next((r for r in tenants if not r["tenant_id"]), None)
+    tq = _query(store, q.window, None, user_id, tags)
+    tq.where_in("tenant_id", [r["tenant_id"] for r in named])
+    users = tenant_users(store, tq) if named else {}
+    top_tenants = [TenantRow(r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0)) for r in named]
+    window = previous(start, end) if compare else None
     return Overview(
-        totals=Totals(Usage.summed(tenants), active_users=attributed, tenants=len(tenants)),
-        unattributed_cost=unattributed_cost,
-        unattributed_requests=unattributed_requests,
+        totals=Totals(Usage.summed(tenants), active_users=counts[0], tenants=counts[1]),
+        unattributed_cost=unattributed[0],
+        unattributed_requests=unattributed[1],
+        no_tenant_cost=Decimal(nameless["cost"]) if nameless else Decimal(0),
+        no_tenant_requests=int(nameless["requests"]) if nameless else 0,
         top_users=top_users,
         top_tenants=top_tenants,
         daily=daily_pairs(store, q, key=None),
+        previous=(
+            totals(store, start=window[0], end=window[1], tenant_id=tenant_id, user_id=user_id, tags=tags)
+            if window
+            else None
+        ),
     )
 
 
-def _top_users(store: Store, q: Query, top: int) -> tuple[list[TopUser], int, Decimal, int]:
-    """The top users by cost with their requests and unpriced calls, the number of attributed users,
-    and the unattributed cost and requests: one pass over the per-user tiers."""
+def _top_users(store: Store, q: Query, top: int) -> tuple[list[TopUser], tuple[int, int], tuple[Decimal, int]]:
+    """The top attributed users by cost with their requests and unpriced calls, the number of users and of
+    tenants, and the unattributed cost and requests: one pass over the per-user tiers."""
     union = q.union(
         USER_ROLLUP,
         ["tenant_id", "user_id"],
         "cost AS c, requests AS n, unpriced_requests AS u",
         f"{CALL_COST} AS c, toUInt64(1) AS n, toUInt64(r.cost IS NULL) AS u",
-        daily=USER_DAILY_ROLLUP,
+        daily=DAILY_OF[USER_ROLLUP],
         grouped=False,
     )
     sql = f"""
 SELECT tenant_id, user_id, sum(c) AS cost, sum(n) AS requests, sum(u) AS unpriced_requests,
        sum(user_id != '') OVER () AS attributed,
+       uniqExact(tenant_id) OVER () - max(tenant_id = '') OVER () AS named_tenants,
        sum(if(user_id = '', sum(c), 0)) OVER () AS unattributed_cost,
        sum(if(user_id = '', sum(n), 0)) OVER () AS unattributed_requests
 FROM ({union})
 GROUP BY tenant_id, user_id
-ORDER BY cost DESC, tenant_id ASC, user_id ASC
+ORDER BY user_id = '' ASC, cost DESC, tenant_id ASC, user_id ASC
 LIMIT {top}"""
     rows = fetch(store, sql, q.params)
     if not rows:
-        return [], 0, Decimal(0), 0
+        return [], (0, 0), (Decimal(0), 0)
     out = [
         TopUser(r["user_id"], r["tenant_id"], Decimal(r["cost"]), int(r["requests"]), int(r["unpriced_requests"]))
         for r in rows
+        if r["user_id"]
     ]
     first = rows[0]
-    return out, int(first["attributed"]), Decimal(first["unattributed_cost"]), int(first["unattributed_requests"])
-
-
-def _active_users(store: Store, w: TierPlan, names: list[str], tags: Mapping[str, str] | None) -> dict[str, int]:
-    """Distinct attributed users (``uniq``) of the given tenants."""
-    if not names:
-        return {}
-    q = Query(store.database, w)
-    q.where_in("tenant_id", names)
-    q.where_tags(tags)
-    union = q.union(TENANT_ROLLUP, ["tenant_id"], _USERS_ROLLUP, _USERS_RAW, daily=TENANT_DAILY_ROLLUP)
-    sql = f"SELECT tenant_id, uniqMerge(users) AS active_users FROM ({union}) GROUP BY tenant_id"
-    return {r["tenant_id"]: int(r["active_users"]) for r in fetch(store, sql, q.params)}
+    counts = (int(first["attributed"]), int(first["named_tenants"]))
+    return out, counts, (Decimal(first["unattributed_cost"]), int(first["unattributed_requests"]))

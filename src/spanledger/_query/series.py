@@ -33,7 +33,7 @@ def daily(
     ``user_id``) it is 1 for an attributed user, 0 for the unattributed calls.
     """
     q = Query(store.database, plan(start, end))
-    q.where_equal("user_id", user_id)
+    q.where_user(user_id)
     q.where_equal("tenant_id", tenant_id)
     q.where_tags(tags)
     if per not in (None, "user", "tenant"):

@@ -86,6 +86,8 @@ class Query:
         self.params: dict[str, Any] = {name: ts(at) for name, at in self.bounds.items()}
         self.filters: list[str] = []
         self.has_tags = False
+        self.has_user = False
+        """Whether a user filter is set: the per-tenant rollups keep no user ids, so the per-user ones answer."""
 
     def bind(self, value: Any) -> str:
         name = f"p{len(self.params)}"
@@ -95,6 +97,11 @@ class Query:
     def where_equal(self, column: str, value: str | None) -> None:
         if value is not None:
             self.filters.append(f"{column} = {{{self.bind(value)}:String}}")
+
+    def where_user(self, user_id: str | None) -> None:
+        if user_id is not None:
+            self.where_equal("user_id", user_id)
+            self.has_user = True
 
     def where_tags(self, tags: Mapping[str, str] | None) -> None:
         for key, value in (tags or {}).items():
@@ -137,7 +144,8 @@ class Query:
         grouped: bool = True,
         daily_part: bool = True,
     ) -> str:
-        """The tiers' rows UNION ALL'd, each grouped by ``keys`` (``day`` may be one of them).
+        """The tiers' rows UNION ALL'd, each grouped by ``keys`` (``day`` may be one of them, and a key may
+        be an expression with an alias: ``tags[…] AS value``).
 
         ``daily`` names a per-day rollup with the same metric columns, used for the whole days
         unless a tag filter is set (it keeps no tags). ``grouped=False`` leaves each tier's rows
@@ -151,7 +159,8 @@ class Query:
         def select(day_expr: str) -> str:
             return ", ".join(day_expr if k == "day" else k for k in keys)
 
-        group = f"\n    GROUP BY {', '.join(keys)}" if grouped else ""
+        names = [k.rpartition(" AS ")[2] for k in keys]  # a key may be an expression with an alias
+        group = f"\n    GROUP BY {', '.join(names)}" if grouped else ""
         hours = [("w_hours", "w_days"), ("w_days_end", "w_hours_end")] if use_daily else [("w_hours", "w_hours_end")]
         hours = [(a, b) for a, b in hours if at[a] < at[b]]
         parts = []

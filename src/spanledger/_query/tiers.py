@@ -65,5 +65,14 @@ def plan(start: TimeBound, end: TimeBound, *, rollups: bool = True) -> TierPlan:
     return TierPlan(s, e, hours, hours_end, days, days_end)
 
 
+def previous(start: TimeBound, end: TimeBound) -> tuple[datetime, datetime] | None:
+    """The window of the same length just before ``[start, end)`` (``end`` open: now); ``None`` without a start."""
+    s = parse_bound(start)
+    if s is None:
+        return None
+    e = parse_bound(end) or datetime.now(UTC)
+    return s - (e - s), s
+
+
 def ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
