@@ -96,26 +96,28 @@ def _money(row: dict[str, Any]) -> Decimal:
 
 def test_users_json_holds_every_user_with_exact_money(seeded: Seeded) -> None:
     plan = plan_traffic()
-    rows = seeded.users["data"]
-    assert seeded.users["total"] == len(rows) == len({c.user_id for c in plan}) > 30
-    assert sum(r["requests"] for r in rows) == len(plan)
-    assert sum(r["errors"] for r in rows) == sum(1 for c in plan if c.status != 200)
-    assert sum(r["unpriced_requests"] for r in rows) == sum(1 for c in plan if c.model == UNPRICED_MODEL)
-    unattributed = next(r for r in rows if r["user_id"] == "")
-    assert unattributed["label"] == "(unattributed)"
-    assert unattributed["requests"] == sum(1 for c in plan if c.user_id is None)
+    rows, unattributed = seeded.users["data"], seeded.users["unattributed"]
+    # a user is an attributed id: the calls without one are reported beside the ranking, never counted in it
+    assert seeded.users["total"] == len(rows) == len({c.user_id for c in plan if c.user_id}) > 30
+    assert all(r["user_id"] and r["attributed"] for r in rows)
+    assert unattributed["requests"] == sum(1 for c in plan if c.user_id is None) > 0
+    assert sum(r["requests"] for r in rows) + unattributed["requests"] == len(plan)
+    assert sum(r["errors"] for r in rows) == sum(1 for c in plan if c.status != 200 and c.user_id)
+    unpriced = sum(1 for c in plan if c.model == UNPRICED_MODEL)
+    assert sum(r["unpriced_requests"] for r in rows) + unattributed["unpriced_requests"] == unpriced
     costs = [_money(r) for r in rows]
     assert costs == sorted(costs, reverse=True)  # default: most expensive first
     # users and tenants are two rollups of the same calls: their totals agree to the last digit
-    assert sum(costs) == sum(_money(t) for t in seeded.tenants["data"]) > Decimal(1)
+    everyone = sum(costs) + Decimal(unattributed["cost"])
+    no_tenant = seeded.tenants["no_tenant"]
+    assert everyone == sum(_money(t) for t in seeded.tenants["data"]) + Decimal(no_tenant["cost"]) > Decimal(1)
     for row in rows:
         assert row["last_seen"].endswith("Z")  # ISO-8601 UTC, as the API writes it
 
 
 def test_a_users_cost_is_the_sum_of_their_per_model_costs(seeded: Seeded) -> None:
     rows = seeded.users["data"]
-    picked = [rows[0], rows[1], next(r for r in rows if r["user_id"] == "")]
-    for row in picked:
+    for row in [rows[0], rows[1]]:
         detail = json.loads(ok("user", row["label"], "--format", "json", "--calls", "3", "--store", seeded.dsn))
         assert detail["user_id"] == row["user_id"]
         assert _money(detail["summary"]) == _money(row)
@@ -124,6 +126,13 @@ def test_a_users_cost_is_the_sum_of_their_per_model_costs(seeded: Seeded) -> Non
         assert len(detail["calls"]) == 3
         priced = [c for c in detail["calls"] if c["cost"] is not None]
         assert all(EXACT_MONEY.match(c["cost"]) for c in priced)
+    nobody = json.loads(ok("user", "(unattributed)", "--format", "json", "--store", seeded.dsn))
+    assert nobody["user_id"] == "" and nobody["label"] == "(unattributed)"
+    assert _money(nobody["summary"]) == Decimal(seeded.users["unattributed"]["cost"])
+    assert nobody["summary"]["requests"] == seeded.users["unattributed"]["requests"]
+    typo = rows[0]["user_id"][:-1] + "x"
+    message = one_line_error(cli("user", typo, "--store", seeded.dsn), 2)
+    assert f"no user {typo!r} in the ledger; did you mean {rows[0]['user_id']}" in message
 
 
 def test_sort_order_limit_and_page(seeded: Seeded) -> None:
@@ -187,8 +196,11 @@ def test_user_table_and_unknown_user(seeded: Seeded) -> None:
     page = ok("user", top["user_id"], "--store", seeded.dsn)
     for heading in ("Per model", "Per day", "most recent calls"):
         assert heading in page
-    missing = ok("user", "nobody-at-all", "--store", seeded.dsn)
-    assert "No LLM calls for nobody-at-all" in missing
+    assert "no user 'nobody-at-all' in the ledger" in one_line_error(
+        cli("user", "nobody-at-all", "--store", seeded.dsn), 2
+    )
+    quiet = ok("user", top["user_id"], "--from", "2001-01-01", "--to", "2001-01-02", "--store", seeded.dsn)
+    assert f"No LLM calls for {top['user_id']} in this window" in quiet  # known, but not then
 
 
 def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
@@ -203,11 +215,14 @@ def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
         (t["tenant_id"], _money(t)) for t in tenants[:3]
     ]
     totals = out["totals"]
-    assert _money(totals) == sum(_money(t) for t in tenants) and totals["requests"] == len(plan)
-    assert totals["active_users"] == sum(1 for u in users if u["user_id"]) and totals["tenants"] == len(tenants)
+    no_tenant = Decimal(out["no_tenant_cost"])
+    assert no_tenant == Decimal(seeded.tenants["no_tenant"]["cost"])
+    assert _money(totals) == sum(_money(t) for t in tenants) + no_tenant and totals["requests"] == len(plan)
+    # users and tenants are counted one way: the overview's counts are the rankings' totals
+    assert totals["active_users"] == seeded.users["total"] == len(users)
+    assert totals["tenants"] == seeded.tenants["total"] == len(tenants)
     assert out["unattributed_requests"] == sum(1 for c in plan if c.user_id is None) > 0
-    unattributed = sum(_money(u) for u in users if not u["user_id"])
-    assert Decimal(out["unattributed_cost"]) == unattributed
+    assert Decimal(out["unattributed_cost"]) == Decimal(seeded.users["unattributed"]["cost"])
     assert sum(Decimal(d["cost"]) for d in out["daily"]) == _money(totals)
 
     table = ok("overview", "--store", seeded.dsn)
@@ -221,7 +236,8 @@ def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
 def test_daily_totals_match(seeded: Seeded) -> None:
     out = json.loads(ok("daily", "--format", "json", "--store", seeded.dsn))
     assert 1 <= len(out["data"]) <= 2  # the last 24 h touch one or two UTC days
-    assert sum(Decimal(r["cost"]) for r in out["data"]) == sum(_money(t) for t in seeded.tenants["data"])
+    tenants = sum(_money(t) for t in seeded.tenants["data"]) + Decimal(seeded.tenants["no_tenant"]["cost"])
+    assert sum(Decimal(r["cost"]) for r in out["data"]) == tenants
 
 
 def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from .._errors import ConfigError
-from .._model.rows import UNATTRIBUTED_LABEL
-from .._present.numbers import count
+from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL
+from .._present.numbers import plural
 from .._present.tables import TimeRange
 from .._query.ledger import Ledger
 from .._query.timebound import parse_bound
@@ -43,6 +43,13 @@ def tags(args: argparse.Namespace) -> dict[str, str]:
 
 def user_id(text: str) -> str:
     return "" if text.strip() in ("", UNATTRIBUTED_LABEL) else text
+
+
+def tenant_id(text: str | None) -> str | None:
+    """``--tenant``: ``None`` when absent, ``""`` for "(no tenant)" (the calls that carried none)."""
+    if text is None:
+        return None
+    return "" if text.strip() in ("", NO_TENANT_LABEL) else text
 
 
 def open_store(dsn: str | None, *, existing: bool = False) -> Store:
@@ -77,6 +84,7 @@ def ledger(args: argparse.Namespace) -> Ledger:
 def unpriced_note(console: Console, unpriced: int, *, where: str = "above") -> None:
     if unpriced:
         console.print(
-            f"[yellow]{count(unpriced)} calls {where} are unpriced[/] (a model with no known price): counted in "
+            f"[yellow]{plural(unpriced, 'call')} {where} {'is' if unpriced == 1 else 'are'} unpriced[/] "
+            "(a model with no known price): counted in "
             "requests and tokens, not in cost. Give it a price with SPANLEDGER_PRICE_FILE."
         )

@@ -36,6 +36,13 @@ def _tag(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _trace(text: str) -> int:
+    cleaned = text.strip().lower()
+    if len(cleaned) != 32 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise argparse.ArgumentTypeError(f"bad trace id {text[:40]!r}: 32 hex digits")
+    return int(cleaned, 16)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -59,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--from", dest="start", metavar="WHEN", help="start: ISO date/time (UTC) or 7d, 24h, 90m ago")
     window.add_argument("--to", dest="end", metavar="WHEN", help="end (exclusive), same forms; default now")
     tenant = _Parser(add_help=False)
-    tenant.add_argument("--tenant", metavar="ID", help="only this tenant")
+    tenant.add_argument("--tenant", metavar="ID", help="only this tenant ('(no tenant)': the calls without one)")
     tags = _Parser(add_help=False)
     tags.add_argument(
         "--tag", action="append", type=_tag, default=[], metavar="K=V", help="only calls with this tag (repeatable)"
@@ -114,6 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     tenants = sub.add_parser("tenants", parents=[store, window, tags, listing, output], help="tenants ranked by cost")
     tenants.set_defaults(handler="reports.ranked")
+
+    calls = sub.add_parser(
+        "calls",
+        parents=[store, window, tenant, tags],
+        help="every call, newest first, filtered; page on with --cursor",
+        description="The calls explorer: every stored call, newest first, filtered by user, tenant, provider, "
+        "model, status, flags, tags and cost. A page ends with the cursor of the next (older) page.",
+    )
+    calls.add_argument("--user", dest="user_id", metavar="ID", help="only this user ('(unattributed)': no user)")
+    calls.add_argument("--provider", metavar="NAME", help="only this provider (openai, anthropic …)")
+    calls.add_argument("--model", metavar="NAME", help="only calls this model answered")
+    calls.add_argument("--status", choices=("ok", "error"), help="only calls that succeeded, or failed")
+    calls.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        choices=("unpriced", "cached", "incomplete", "repaired"),
+        help="only calls with this flag (repeatable; each must hold)",
+    )
+    calls.add_argument("--min-cost", metavar="USD", help="cost at least this (e.g. 0.05)")
+    calls.add_argument("--max-cost", metavar="USD", help="cost at most this")
+    calls.add_argument("--trace", type=_trace, metavar="HEX", help="only the calls of this trace (32 hex digits)")
+    calls.add_argument("--cursor", metavar="C", help="continue from a previous page's cursor")
+    calls.add_argument("--newer", action="store_true", help="with --cursor: the newer calls (the page before)")
+    calls.add_argument("--count", action="store_true", help="also count every matching call")
+    calls.add_argument(
+        "--limit", type=_positive, default=DEFAULT_LIMIT, help=f"calls per page (default {DEFAULT_LIMIT})"
+    )
+    calls.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or csv")
+    calls.set_defaults(handler="calls.calls")
 
     daily = sub.add_parser("daily", parents=[store, window, tenant, tags, output], help="cost per UTC day")
     daily.add_argument("--user", dest="user_id", metavar="ID", help="only this user")

@@ -9,9 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from .._errors import ConfigError
 from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, Page, UserDetail
 from .._present import records
-from .._present.numbers import count, money, when
+from .._present.numbers import count, money, plural, when
 from .._present.output import write_csv, write_json
 from .._present.sorts import ranking_title
 from .._present.tables import (
@@ -23,7 +24,6 @@ from .._present.tables import (
     top_users_table,
     users_table,
 )
-from .._query.ledger import Ledger
 from . import common
 
 
@@ -31,7 +31,7 @@ def overview(args: argparse.Namespace, console: Console) -> int:
     """The window at a glance: what the dashboard's front page shows."""
     window, tags = common.window(args), common.tags(args)
     ov = common.ledger(args).overview(
-        start=window.start, end=window.end, tenant_id=args.tenant, tags=tags, top=args.top
+        start=window.start, end=window.end, tenant_id=common.tenant_id(args.tenant), tags=tags, top=args.top
     )
     if args.format == "json":
         write_json({"window": window.as_dict(), **records.overview_record(ov)}, sys.stdout)
@@ -41,17 +41,19 @@ def overview(args: argparse.Namespace, console: Console) -> int:
         console.print(f"No LLM calls match ({window.describe()}).")
         return 0
     console.print(
-        f"[green bold]{money(t.usage.cost)}[/] over {count(t.usage.requests)} requests · "
-        f"{count(t.active_users)} users in {count(t.tenants)} tenants · {window.describe()}"
+        f"[green bold]{money(t.usage.cost)}[/] over {plural(t.usage.requests, 'request')} · "
+        f"{plural(t.active_users, 'user')} in {plural(t.tenants, 'tenant')} · {window.describe()}"
     )
     if ov.unattributed_requests:
         console.print(
-            f"  [yellow]{money(ov.unattributed_cost)} from {count(ov.unattributed_requests)} calls with no user[/]"
+            f"  [yellow]{money(ov.unattributed_cost)} from {plural(ov.unattributed_requests, 'call')} with no user[/]"
         )
+    if ov.no_tenant_requests:
+        console.print(f"  {money(ov.no_tenant_cost)} from {plural(ov.no_tenant_requests, 'call')} with no tenant")
     common.unpriced_note(console, t.usage.unpriced_requests, where="in this window")
     console.print()
     width = console.width
-    shown = f"top {len(ov.top_users)} · {count(t.active_users)} attributed users in all"
+    shown = f"top {len(ov.top_users)} · {plural(t.active_users, 'user')} in all"
     console.print(top_users_table(ov.top_users, title=ranking_title("Top users", "cost"), caption=shown, width=width))
     tenants = Page(rows=ov.top_tenants, total=t.tenants, page=1, limit=args.top)
     console.print(tenants_table(tenants, window, title=ranking_title("Top tenants", "cost"), width=width))
@@ -67,12 +69,15 @@ def ranked(args: argparse.Namespace, console: Console) -> int:
     order = args.order or "desc"
     paging: dict[str, Any] = {"sort_by": args.sort, "sort_dir": order, "page": args.page, "limit": args.limit}
     page: Page[Any] = (
-        ledger.users(tenant_id=args.tenant, **paging, **shared) if users else ledger.tenants(**paging, **shared)
+        ledger.users(tenant_id=common.tenant_id(args.tenant), **paging, **shared)
+        if users
+        else ledger.tenants(**paging, **shared)
     )
     shape = records.USER if users else records.TENANT
+    unnamed = "unattributed" if users else "no_tenant"
     if args.format == "json":
         meta = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
-        write_json(records.page_record(page, shape, **meta), sys.stdout)
+        write_json(records.page_record(page, shape, unnamed=unnamed, **meta), sys.stdout)
     elif args.format == "csv":
         write_csv(shape.records(page.rows), sys.stdout, columns=shape.columns)
     elif not page.total:
@@ -81,6 +86,12 @@ def ranked(args: argparse.Namespace, console: Console) -> int:
         table = users_table if users else tenants_table
         console.print(table(page, window, sort_by=args.sort, sort_dir=order, width=console.width))
         common.unpriced_note(console, sum(r.usage.unpriced_requests for r in page.rows))
+    if args.format == "table" and page.unnamed and page.unnamed.requests:
+        label, what = (UNATTRIBUTED_LABEL, "no user id") if users else (NO_TENANT_LABEL, "no tenant id")
+        console.print(
+            f"[italic]{label}[/]: {money(page.unnamed.cost)} over {plural(page.unnamed.requests, 'call')} with {what} "
+            f"(not counted among the {args.command})"
+        )
     return 0
 
 
@@ -88,47 +99,51 @@ def user(args: argparse.Namespace, console: Console) -> int:
     window = common.window(args)
     user_id = common.user_id(args.user_id)
     ledger = common.ledger(args)
-    detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=args.tenant, calls=max(0, args.calls))
+    tenant = common.tenant_id(args.tenant)
+    detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=tenant, calls=max(0, args.calls))
+    if detail.summary is None and not ledger.seen(user_id=user_id, tenant_id=tenant):
+        near = ledger.similar(user_id, tenant_id=tenant)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ConfigError(
+            f"no user {user_id!r} in the ledger{' for tenant ' + repr(tenant) if tenant is not None else ''}{hint}"
+        )
     if args.format == "json":
         body = records.user_detail_record(user_id, detail.summary, detail.models, detail.daily, detail.calls)
         write_json({"window": window.as_dict(), **body}, sys.stdout)
     elif args.format == "csv":
         write_csv(records.MODEL.records(detail.models), sys.stdout, columns=records.MODEL.columns)
     else:
-        _print_user(console, ledger, detail, window)
+        _print_user(console, detail, window)
     return 0
 
 
-def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: TimeRange) -> None:
+def _print_user(console: Console, detail: UserDetail, window: TimeRange) -> None:
     label = detail.user_id or UNATTRIBUTED_LABEL
     if detail.summary is None:
-        console.print(f"No LLM calls for [bold]{escape(label)}[/] ({window.describe()}).")
-        if detail.user_id:
-            similar = ledger.users(search=detail.user_id[:24], start=window.start, end=window.end, limit=5).rows
-            if similar:
-                console.print("Did you mean: " + escape(", ".join(row.label for row in similar)) + "?")
+        console.print(f"No LLM calls for [bold]{escape(label)}[/] in this window ({window.describe()}).")
         return
     s = detail.summary
     u = s.usage
     tenants = escape(", ".join(t or NO_TENANT_LABEL for t in s.tenant_ids)) or NO_TENANT_LABEL
     console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
     lines = [
-        f"[green bold]{money(u.cost)}[/] over {count(u.requests)} requests "
-        f"({count(u.errors)} errors" + (f", {count(u.traces)} traces)" if u.traces is not None else ")"),
+        f"[green bold]{money(u.cost)}[/] over {plural(u.requests, 'request')} "
+        f"({plural(u.errors, 'error')}" + (f", {plural(u.traces, 'trace')})" if u.traces is not None else ")"),
         f"{count(u.total_tokens)} tokens: {count(u.input_tokens)} input ({count(u.cache_read_tokens)} cached), "
         f"{count(u.output_tokens)} output ({count(u.reasoning_tokens)} reasoning)",
         f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {u.avg_latency_ms:,.1f} ms",
     ]
     if u.unpriced_requests:
         lines.append(
-            f"[yellow]{count(u.unpriced_requests)} unpriced calls ({count(u.unpriced_tokens)} tokens) "
+            f"[yellow]{plural(u.unpriced_requests, 'unpriced call')} ({plural(u.unpriced_tokens, 'token')}) "
             "are not in the cost: their model has no known price[/]"
         )
     for line in lines:
         console.print("  " + line)
     console.print()
     width = console.width
-    console.print(models_table(detail.models, title="Per model", caption=f"{len(detail.models)} models", width=width))
+    models = plural(s.distinct_models, "model") + " answered"
+    console.print(models_table(detail.models, title="Per model", caption=models, width=width))
     days = f"{len(detail.daily)} days with calls (UTC)"
     console.print(daily_table(detail.daily, title="Per day", caption=days, width=width))
     if detail.calls:
@@ -139,7 +154,12 @@ def daily(args: argparse.Namespace, console: Console) -> int:
     window, tags = common.window(args), common.tags(args)
     user_id = common.user_id(args.user_id) if args.user_id is not None else None
     rows = common.ledger(args).daily(
-        start=window.start, end=window.end, user_id=user_id, tenant_id=args.tenant, per=args.per, tags=tags
+        start=window.start,
+        end=window.end,
+        user_id=user_id,
+        tenant_id=common.tenant_id(args.tenant),
+        per=args.per,
+        tags=tags,
     )
     if args.format == "json":
         write_json({"window": window.as_dict(), "per": args.per, "data": records.DAILY.records(rows)}, sys.stdout)
