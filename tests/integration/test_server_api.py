@@ -91,7 +91,8 @@ def test_pages_tile_the_whole_list_and_windows_filter(client: TestClient, seeded
             for d in client.get("/api/v1/users", params={"limit": 10, "page": page}).json()["data"]
         ]
     assert paged == [f"{d['tenant_id']}/{d['user_id']}" for d in everyone["data"]]
-    assert everyone["total"] == len(paged) == 36  # 30 users, 3 odd ids, old.timer, 2 unattributed
+    assert everyone["total"] == len(paged) == 34  # 30 users, 3 odd ids, old.timer: the unattributed calls are none
+    assert everyone["unattributed"]["requests"] == 6 and all(d["attributed"] for d in everyone["data"])
     now = seeded[1]
     recent = client.get("/api/v1/users", params={"from": "28d", "limit": 1000}).json()
     ever = client.get("/api/v1/users", params={"from": "2020-01-01", "limit": 1000}).json()
@@ -100,9 +101,16 @@ def test_pages_tile_the_whole_list_and_windows_filter(client: TestClient, seeded
     exact = (now - timedelta(days=40, minutes=1)).isoformat()
     around = client.get("/api/v1/users", params={"from": exact, "to": (now - timedelta(days=39)).isoformat()}).json()
     assert [d["user_id"] for d in around["data"]] == [OLD_USER]
-    unattributed = [d for d in everyone["data"] if not d["attributed"]]
-    assert {d["label"] for d in unattributed} == {UNATTRIBUTED_LABEL}
-    assert sum(d["requests"] for d in unattributed) == 6
+    rows = client.get("/api/v1/users", params={"limit": 1000, "include_unattributed": True}).json()
+    unattributed = [d for d in rows["data"] if not d["attributed"]]
+    assert {d["label"] for d in unattributed} == {UNATTRIBUTED_LABEL} and rows["total"] == 36  # in two tenants
+    assert sum(d["requests"] for d in unattributed) == 6 and rows["unattributed"] is None
+    last = client.get("/api/v1/users", params={"limit": 10, "page": 99}).json()
+    assert (last["page"], last["pages"], [d["user_id"] for d in last["data"]]) == (
+        4,
+        4,
+        [p.split("/", 1)[1] for p in paged[30:]],
+    )
 
 
 def test_bad_parameters_are_422(client: TestClient) -> None:
@@ -157,8 +165,12 @@ def test_overview_endpoint_agrees_with_users_tenants_and_daily(client: TestClien
     """One request for the front page's numbers; each must be what the other endpoints answer."""
     body = client.get("/api/v1/overview", params=query).json()
     same = {k: v for k, v in query.items() if k != "top"}
-    users = client.get("/api/v1/users", params={**same, "limit": 1000}).json()["data"]
-    tenants = client.get("/api/v1/tenants", params={**same, "limit": 1000}).json()["data"]
+    ranked = client.get("/api/v1/users", params={**same, "limit": 1000}).json()
+    users = ranked["data"]
+    ranked_tenants = client.get(
+        "/api/v1/tenants", params={k: v for k, v in same.items() if k != "tenant"} | {"limit": 1000}
+    ).json()
+    tenants = ranked_tenants["data"]
     if "tenant" in query:  # /tenants has no tenant filter (search is a substring)
         tenants = [t for t in tenants if t["tenant_id"] == query["tenant"]]
     daily = client.get("/api/v1/daily", params=same).json()["data"]
@@ -170,14 +182,19 @@ def test_overview_endpoint_agrees_with_users_tenants_and_daily(client: TestClien
     assert [(t["tenant_id"], Decimal(t["cost"]), t["requests"], t["active_users"]) for t in body["top_tenants"]] == [
         (t["tenant_id"], Decimal(t["cost"]), t["requests"], t["active_users"]) for t in tenants[:top]
     ]
-    totals = body["totals"]
-    assert Decimal(totals["cost"]) == sum((Decimal(u["cost"]) for u in users), Decimal(0))
-    assert totals["requests"] == sum(u["requests"] for u in users) and totals["traces"] is None
-    assert totals["active_users"] == sum(1 for u in users if u["attributed"])
+    totals, unattributed = body["totals"], ranked["unattributed"]
+    assert Decimal(totals["cost"]) == sum((Decimal(u["cost"]) for u in users), Decimal(unattributed["cost"]))
+    assert totals["requests"] == sum(u["requests"] for u in users) + unattributed["requests"]
+    assert totals["traces"] is None
+    # users and tenants are counted one way: what the rankings count is what the overview says
+    assert totals["active_users"] == ranked["total"] == len(users)
     assert totals["tenants"] == len(tenants)
-    unattributed = [u for u in users if not u["attributed"]]
-    assert Decimal(body["unattributed_cost"]) == sum((Decimal(u["cost"]) for u in unattributed), Decimal(0))
-    assert body["unattributed_requests"] == sum(u["requests"] for u in unattributed)
+    if "tenant" not in query:
+        assert totals["tenants"] == ranked_tenants["total"]
+        assert Decimal(body["no_tenant_cost"]) == Decimal(ranked_tenants["no_tenant"]["cost"])
+        assert Decimal(totals["cost"]) == sum((Decimal(t["cost"]) for t in tenants), Decimal(body["no_tenant_cost"]))
+    assert Decimal(body["unattributed_cost"]) == Decimal(unattributed["cost"])
+    assert body["unattributed_requests"] == unattributed["requests"]
     assert body["daily"] == daily
     assert body["top_users"] or not users  # the seeded store has calls for every query here but one
 
@@ -203,20 +220,28 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         "/api/v1/users.csv",
         "/api/v1/users/{user_id}",
         "/api/v1/tenants",
+        "/api/v1/tenants/{tenant_id}",
         "/api/v1/daily",
+        "/api/v1/calls",
         "/api/v1/calls/{trace_id}/{span_id}",
+        "/api/v1/segments",
+        "/api/v1/tags",
+        "/api/v1/tags/{key}",
         "/api/v1/status",
         "/api/v1/quarantine/replay",
     }
     users = {p["name"] for p in spec["paths"]["/api/v1/users"]["get"]["parameters"]}
-    assert users == {"sortBy", "sortDir", "page", "limit", "search", "from", "to", "tenant", "tag"}
+    assert users == {
+        "sortBy", "sortDir", "page", "limit", "search", "from", "to", "tenant", "user", "tag", "compare",
+        "include_unattributed",
+    }  # fmt: skip
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
 def test_fuzzing_the_api_finds_no_server_error(app: FastAPI) -> None:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 10
+    assert len(operations) == 15
     for operation in operations:
 
         @given(case=operation.as_strategy())

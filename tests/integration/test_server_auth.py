@@ -41,7 +41,7 @@ INJECTIONS = [
     "acme\\",
     '"; SELECT 1; --',
 ]
-TENANT_VALUES = ["globex", "%", "acme' OR tenant_id != '"]
+TENANT_VALUES = ["globex", "%", "acme' OR tenant_id != '", "(no tenant)"]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -106,7 +106,7 @@ def _assert_only_acme(response: Any, where: str) -> None:
             if row and "tenant_id" in row:
                 assert row["tenant_id"] == "acme", where
             if row and row.get("key"):
-                assert row["key"] in users_of("acme") | {"acme"}, where
+                assert row["key"] in users_of("acme") | {"acme", "plan", "free", "pro"}, where  # per user, tenant, tag
 
 
 def test_a_tenant_token_cannot_read_another_tenant_through_any_parameter(client: TestClient, app: FastAPI) -> None:
@@ -117,7 +117,7 @@ def test_a_tenant_token_cannot_read_another_tenant_through_any_parameter(client:
     for path, item in spec["paths"].items():
         if "get" not in item or path == "/api/v1/status":  # admin-only: refused below
             continue
-        concrete = path.replace("{user_id}", "alice.chen")
+        concrete = path.replace("{user_id}", "alice.chen").replace("{tenant_id}", "acme").replace("{key}", "plan")
         concrete = concrete.replace("{trace_id}", call["trace_id"]).replace("{span_id}", call["span_id"])
         names = [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query"]
         for name in [*names, "tenant_id"]:
@@ -134,15 +134,16 @@ def test_a_tenant_token_cannot_read_another_tenant_through_any_parameter(client:
     assert client.post("/api/v1/quarantine/replay", headers=acme).status_code == 403
     # foreign users and calls do not exist for this token
     for user in sorted(FOREIGN)[:6]:
-        detail = client.get(f"/api/v1/users/{user}", headers=acme).json()
-        assert (detail["summary"], detail["calls"], detail["models"]) == (None, [], [])
+        assert client.get(f"/api/v1/users/{user}", headers=acme).status_code == 404  # never seen in its tenant
         assert client.get("/api/v1/daily", params={"user": user}, headers=acme).json()["data"] == []
         assert client.get("/api/v1/users", params={"search": user}, headers=acme).json()["total"] == 0
     assert client.get(api_paths(app)[-1], headers=acme).status_code == 404
     tenants = client.get("/api/v1/tenants", headers=acme).json()["data"]
     assert [t["tenant_id"] for t in tenants] == ["acme"]
     users = client.get("/api/v1/users", params={"limit": 1000}, headers=acme).json()["data"]
-    assert {u["user_id"] for u in users} == users_of("acme") | {""}
+    assert {u["user_id"] for u in users} == users_of("acme")
+    assert client.get("/api/v1/tenants/globex", headers=acme).status_code == 403
+    assert client.get("/api/v1/tenants/(no tenant)", headers=acme).status_code == 403
     # the admin does see other tenants, so the checks above can fail
     admin = client.get("/api/v1/users", params={"limit": 1000}, headers=bearer(ADMIN_TOKEN)).json()
     assert {u["user_id"] for u in admin["data"]} >= FOREIGN
@@ -154,7 +155,10 @@ def test_dashboard_pages_respect_the_tenant_scope(client: TestClient, app: FastA
     assert page.status_code == 200
     assert "alice.chen" in page.text and not {u for u in FOREIGN if u in page.text}
     assert client.get("/users", params={"tenant": "globex"}, headers=acme).status_code == 403
-    assert "No calls from zoe.adams" in client.get("/users/zoe.adams", params={"window": "all"}, headers=acme).text
+    foreign = client.get("/users/zoe.adams", params={"window": "all"}, headers=acme)
+    assert foreign.status_code == 404 and "No user" in foreign.text  # not in its tenant: never seen
+    assert not {u for u in FOREIGN if u in foreign.text.replace("zoe.adams", "")}  # no foreign "did you mean"
+    assert client.get("/tenants/globex", headers=acme).status_code == 403
     call = foreign_call(app)
     assert client.get(f"/calls/{call['trace_id']}/{call['span_id']}", headers=acme).status_code == 404
     overview = client.get("/", params={"window": "all"}, headers=acme)
@@ -201,7 +205,7 @@ def test_query_values_are_bound_parameters_and_stay_data(
             elif isinstance(body, dict):
                 assert body["data"] == [], (path, name, value)
         detail = client.get(f"/api/v1/users/{value}", headers=admin)
-        assert detail.status_code == 200 and detail.json()["summary"] is None
+        assert detail.status_code == 404 and "no user" in detail.json()["detail"]
     assert seen
     for value in INJECTIONS:
         assert not [sql for sql, _ in seen if value in sql]

@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from .._model.rows import SORT_KEYS, UNATTRIBUTED_LABEL, Page, TenantRow
+from .._model.rows import NO_TENANT_LABEL, SORT_KEYS, UNATTRIBUTED_LABEL, Page, TenantRow
 from .._present import records
 from .._present.output import csv_lines
 from .._query.ledger import Ledger
 from .._query.sql import MAX_LIMIT
 from . import params
 from .auth import Principal, api_reader
-from .schemas import CallOut, DailySeries, OverviewOut, TenantsPage, UserDetailOut, UsersPage, WhoAmI
+from .schemas import DailySeries, OverviewOut, TenantDetailOut, TenantsPage, UserDetailOut, UsersPage, WhoAmI
 
 router = APIRouter(prefix="/api/v1", tags=["ledger"])
 
@@ -29,7 +29,9 @@ SortByParam = Annotated[
     Query(alias="sortBy", description=f"Sort column: {', '.join(SORT_KEYS)}."),
 ]
 SortDirParam = Annotated[Literal["asc", "desc"], Query(alias="sortDir")]
-PageParam = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")]
+PageParam = Annotated[
+    int, Query(ge=1, le=1_000_000, description="Page number, from 1; a page past the end answers the last page.")
+]
 LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")]
 FromParam = Annotated[
     str | None,
@@ -37,7 +39,16 @@ FromParam = Annotated[
 ]
 ToParam = Annotated[str | None, Query(alias="to", max_length=64, description="End (exclusive), same forms as `from`.")]
 TenantParam = Annotated[
-    str | None, Query(max_length=256, description="Only this tenant (a tenant token may only name its own).")
+    str | None,
+    Query(
+        max_length=256,
+        description=f'Only this tenant; "{NO_TENANT_LABEL}" for the calls without one (a tenant token may only '
+        "name its own).",
+    ),
+]
+UserParam = Annotated[
+    str | None,
+    Query(max_length=256, description=f'Only this user (exact id); "{UNATTRIBUTED_LABEL}" for the calls without one.'),
 ]
 SearchParam = Annotated[str | None, Query(max_length=256, description="Case-insensitive substring of the id.")]
 TagParam = Annotated[
@@ -45,6 +56,9 @@ TagParam = Annotated[
     Query(
         description="Tag filter `key=value`, repeatable. `tag.<key>=<value>` parameters (e.g. `tag.plan=pro`) work too."
     ),
+]
+CompareParam = Annotated[
+    bool, Query(description="Also the cost over the previous window of the same length (needs a `from`).")
 ]
 
 
@@ -58,11 +72,26 @@ def user_id_from_path(user_id: str) -> str:
     return "" if user_id == UNATTRIBUTED_LABEL else user_id
 
 
+def tenant_id_from_path(tenant_id: str) -> str:
+    """The stored id for a path segment: the no-tenant label stands for ``""``."""
+    return "" if tenant_id == NO_TENANT_LABEL else tenant_id
+
+
+def filters(request: Request, principal: Principal, tenant: str | None, user: str | None = None) -> dict[str, Any]:
+    """The filters every question shares: tenant (scoped by the token), user, tags."""
+    return {
+        "tenant_id": principal.scope(params.tenant(tenant)),
+        "user_id": params.user(user),
+        "tags": params.tags(request.query_params),
+    }
+
+
 def tenant_page(led: Ledger, principal: Principal, **kwargs: Any) -> Page[TenantRow]:
     """A page of tenants; a tenant-scoped token gets its own tenant's row and nothing else."""
     if principal.role == "admin":
         return led.tenants(**kwargs)
-    return led.tenants(**{**kwargs, "tenant_id": principal.tenant or ""})  # never wider than its own tenant
+    # never wider than its own tenant
+    return led.tenants(**{**kwargs, "tenant_id": principal.tenant or "", "include_no_tenant": True})
 
 
 def admin(principal: Principal) -> None:
@@ -110,16 +139,14 @@ def overview(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
+    user: UserParam = None,
     top: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="How many top users and tenants.")] = 10,
     tag: TagParam = [],  # noqa: B006
+    compare: CompareParam = False,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     ov = ledger(request).overview(
-        start=lo,
-        end=hi,
-        tenant_id=principal.scope(params.text(tenant, "tenant")),
-        tags=params.tags(request.query_params),
-        top=top,
+        start=lo, end=hi, top=top, compare=compare, **filters(request, principal, tenant, user)
     )
     return {"window": records.window_record(lo, hi), **records.overview_record(ov)}
 
@@ -136,7 +163,12 @@ def users(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
+    user: UserParam = None,
     tag: TagParam = [],  # noqa: B006 - FastAPI copies defaults
+    compare: CompareParam = False,
+    include_unattributed: Annotated[
+        bool, Query(description="Rank the calls with no user id as rows (one per tenant), counted in total.")
+    ] = False,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     result = ledger(request).users(
@@ -147,11 +179,12 @@ def users(
         search=params.text(search, "search"),
         start=lo,
         end=hi,
-        tenant_id=principal.scope(params.text(tenant, "tenant")),
-        tags=params.tags(request.query_params),
+        compare=compare,
+        include_unattributed=include_unattributed,
+        **filters(request, principal, tenant, user),
     )
     meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
-    return records.page_record(result, records.USER, **meta)
+    return records.page_record(result, records.USER, unnamed="unattributed", **meta)
 
 
 @router.get(
@@ -169,7 +202,11 @@ def users_csv(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
+    user: UserParam = None,
     tag: TagParam = [],  # noqa: B006
+    include_unattributed: Annotated[
+        bool, Query(description="Include the calls with no user id as rows (one per tenant).")
+    ] = False,
 ) -> StreamingResponse:
     lo, hi = params.window_bounds(start, end)
     query: dict[str, Any] = {
@@ -178,8 +215,8 @@ def users_csv(
         "search": params.text(search, "search"),
         "start": lo,
         "end": hi,
-        "tenant_id": principal.scope(params.text(tenant, "tenant")),
-        "tags": params.tags(request.query_params),
+        "include_unattributed": include_unattributed,
+        **filters(request, principal, tenant, user),
     }
     led = ledger(request)
     first = led.users(page=1, limit=MAX_LIMIT, **query)  # errors surface now, before the response starts
@@ -207,6 +244,7 @@ def users_csv(
     "/users/{user_id:path}",
     response_model=UserDetailOut,
     summary="One user's totals, per-model breakdown, daily cost and last 50 calls",
+    responses={404: {"description": "No call of this user was ever stored (in your tenant)."}},
 )
 def user(
     request: Request,
@@ -218,7 +256,11 @@ def user(
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user_id_from_path(user_id), "user id") or ""
-    detail = ledger(request).user(uid, start=lo, end=hi, tenant_id=principal.scope(params.text(tenant, "tenant")))
+    scope = principal.scope(params.tenant(tenant))
+    led = ledger(request)
+    detail = led.user(uid, start=lo, end=hi, tenant_id=scope)
+    if detail.summary is None and not led.seen(user_id=uid, tenant_id=scope):
+        raise HTTPException(status_code=404, detail=f"no user {uid!r}" + (f" in tenant {scope!r}" if scope else ""))
     body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
     return {"window": records.window_record(lo, hi), **body}
 
@@ -234,7 +276,12 @@ def tenants(
     search: SearchParam = None,
     start: FromParam = None,
     end: ToParam = None,
+    user: UserParam = None,
     tag: TagParam = [],  # noqa: B006
+    compare: CompareParam = False,
+    include_no_tenant: Annotated[
+        bool, Query(description="Rank the calls with no tenant id as a row, counted in total.")
+    ] = False,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     result = tenant_page(
@@ -247,10 +294,40 @@ def tenants(
         search=params.text(search, "search"),
         start=lo,
         end=hi,
+        user_id=params.user(user),
         tags=params.tags(request.query_params),
+        compare=compare,
+        include_no_tenant=include_no_tenant,
     )
     meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
-    return records.page_record(result, records.TENANT, **meta)
+    return records.page_record(result, records.TENANT, unnamed="no_tenant", **meta)
+
+
+@router.get(
+    "/tenants/{tenant_id:path}",
+    response_model=TenantDetailOut,
+    summary="One tenant's totals, users, per-model breakdown and daily series",
+    responses={404: {"description": "No call of this tenant was ever stored."}},
+)
+def tenant(
+    request: Request,
+    principal: Reader,
+    tenant_id: Annotated[
+        str, Path(max_length=256, description=f'Tenant id; "{NO_TENANT_LABEL}" for the calls without one.')
+    ],
+    start: FromParam = None,
+    end: ToParam = None,
+    user: UserParam = None,
+    tag: TagParam = [],  # noqa: B006
+) -> dict[str, Any]:
+    lo, hi = params.window_bounds(start, end)
+    tid = principal.scope(params.text(tenant_id_from_path(tenant_id), "tenant id") or "")
+    assert tid is not None
+    led = ledger(request)
+    detail = led.tenant(tid, start=lo, end=hi, user_id=params.user(user), tags=params.tags(request.query_params))
+    if detail.summary is None and not led.seen(tenant_id=tid):
+        raise HTTPException(status_code=404, detail=f"no tenant {tid!r}")
+    return {"window": records.window_record(lo, hi), **records.tenant_detail_record(detail)}
 
 
 @router.get("/daily", response_model=DailySeries, summary="Cost, requests and active users per UTC day")
@@ -259,37 +336,11 @@ def daily(
     principal: Reader,
     start: FromParam = None,
     end: ToParam = None,
-    user: Annotated[str | None, Query(max_length=256, description="Only this user.")] = None,
+    user: UserParam = None,
     tenant: TenantParam = None,
     per: Annotated[Literal["user", "tenant"] | None, Query(description="Split each day per user or tenant.")] = None,
     tag: TagParam = [],  # noqa: B006
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
-    uid = params.text(user, "user")
-    rows = ledger(request).daily(
-        start=lo,
-        end=hi,
-        user_id=user_id_from_path(uid) if uid is not None else None,
-        tenant_id=principal.scope(params.text(tenant, "tenant")),
-        per=per,
-        tags=params.tags(request.query_params),
-    )
+    rows = ledger(request).daily(start=lo, end=hi, per=per, **filters(request, principal, tenant, user))
     return {"window": records.window_record(lo, hi), "per": per, "data": records.DAILY.records(rows)}
-
-
-@router.get(
-    "/calls/{trace_id}/{span_id}",
-    response_model=CallOut,
-    summary="One stored call, complete",
-    responses={404: {"description": "No such call (or not in your tenant)."}},
-)
-def call(
-    request: Request,
-    principal: Reader,
-    trace_id: Annotated[str, Path(pattern="^[0-9a-fA-F]{32}$")],
-    span_id: Annotated[str, Path(pattern="^[0-9a-fA-F]{16}$")],
-) -> dict[str, Any]:
-    found = ledger(request).call(int(trace_id, 16), int(span_id, 16), tenant_id=principal.scope(None))
-    if found is None:
-        raise HTTPException(status_code=404, detail="no such call")
-    return records.CALL.record(found)

@@ -30,21 +30,20 @@ from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
 from .._store.dsn import redact as _redact
 from .._store.store import Store
-from . import api, pages
+from . import api, calls_api, docs, pages, segments_api
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 
 _log = logging.getLogger(__name__)
 
+_CSP = b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 _SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+_DOCS_CSP = _CSP + b"; style-src 'self' 'unsafe-inline'"
+"""Swagger UI sets style attributes; scripts stay ours only."""
 
 
 class _SecurityHeaders:
@@ -58,9 +57,15 @@ class _SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        csp = _DOCS_CSP if scope["path"].startswith(docs.DOCS_PATH) else _CSP
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"content-security-policy", csp),
+                    *_SECURITY_HEADERS,
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -203,7 +208,7 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
         version=__version__,
         description="Exact USD cost of LLM calls per end user and tenant. Money is a decimal string.",
         openapi_url="/api/v1/openapi.json",
-        docs_url=None,  # the stock docs pages load scripts from a CDN
+        docs_url=None,  # the stock docs pages load scripts from a CDN: ours is docs.py
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -212,12 +217,15 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     app.state.exporter = exporter
     app.state.ledger = Ledger(store)
     app.state.auth = Authenticator(settings.tokens, no_auth=settings.no_auth)
-    app.state.tenant_choices = {}
+    app.state.choices = {}
     app.add_middleware(_SecurityHeaders)
     _install_handlers(app)
     app.add_api_route("/v1/traces", ingest_traces, methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.include_router(api.router)
+    app.include_router(calls_api.router)
+    app.include_router(segments_api.router)
+    docs.mount(app)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
@@ -263,7 +271,7 @@ def serve(
     )
     print(
         f"spanledger serve: store {_redact(app.state.store.dsn)}\n  dashboard   {where}/\n"
-        f"  OTLP/HTTP   {where}/v1/traces\n  API         {where}/api/v1/openapi.json\n  auth        {auth}",
+        f"  OTLP/HTTP   {where}/v1/traces\n  API         {where}/api/v1/docs\n  auth        {auth}",
         file=sys.stderr,
         flush=True,
     )

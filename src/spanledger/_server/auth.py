@@ -34,10 +34,11 @@ class Principal:
         return f"tenant {self.tenant}" if self.role == "tenant" else self.role
 
     def scope(self, requested: str | None) -> str | None:
-        """The tenant every query must be limited to; asking for another tenant is refused (403)."""
+        """The tenant every query must be limited to (``None``: any, for an admin; ``""``: the calls without a
+        tenant); asking for another tenant is refused (403)."""
         if self.role == "admin":
-            return requested or None
-        if requested and requested != self.tenant:
+            return requested  # "" is the calls without a tenant
+        if requested is not None and requested != self.tenant:
             raise HTTPException(status_code=403, detail=f"this token can only read tenant {self.tenant!r}")
         return self.tenant
 

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import QueryParams
 
 from .._errors import ConfigError
+from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL
 from .._query.timebound import parse_bound
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,6 +47,18 @@ def text(value: str | None, name: str) -> str | None:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise invalid(f"{name} contains control characters", name)
     return value
+
+
+def tenant(value: str | None) -> str | None:
+    """A tenant parameter: ``None`` when absent or empty, ``""`` for "(no tenant)" (the calls without one)."""
+    checked = text(value, "tenant")
+    return "" if checked == NO_TENANT_LABEL else checked
+
+
+def user(value: str | None, name: str = "user") -> str | None:
+    """A user parameter: ``None`` when absent or empty, ``""`` for "(unattributed)" (the calls without one)."""
+    checked = text(value, name)
+    return "" if checked == UNATTRIBUTED_LABEL else checked
 
 
 def bound(value: str | None, name: str, *, now: datetime | None = None) -> datetime | None:

@@ -49,6 +49,9 @@ DailyOut = model(records.DAILY)
 TopUserOut = model(records.TOP_USER)
 TotalsOut = model(records.TOTALS)
 CallOut = model(records.CALL)
+SegmentOut = model(records.SEGMENT)
+TagOut = model(records.TAG)
+UnnamedOut = model(records.BUCKET)
 
 
 class WindowOut(BaseModel):
@@ -59,22 +62,69 @@ class WindowOut(BaseModel):
     end: str | None = Field(alias="to", description="End (exclusive), ISO-8601 UTC; null: now.")
 
 
-def _page(name: str, row: type[BaseModel]) -> type[BaseModel]:
-    return create_model(
-        name,
-        window=(WindowOut, ...),
-        sort_by=(str, ...),
-        sort_dir=(str, ...),
-        page=(int, Field(description="This page, from 1 (a page past the end is the last page).")),
-        pages=(int, Field(description="Pages in all (at least 1).")),
-        limit=(int, Field(description="Rows per page.")),
-        total=(int, Field(description="Rows on all pages.")),
-        data=(list[row], ...),  # type: ignore[valid-type]
-    )
+def _page(name: str, row: type[BaseModel], unnamed: str, meaning: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        "window": (WindowOut, ...),
+        "sort_by": (str, ...),
+        "sort_dir": (str, ...),
+        "page": (int, Field(description="This page, from 1 (a page past the end is the last page).")),
+        "pages": (int, Field(description="Pages in all (at least 1).")),
+        "limit": (int, Field(description="Rows per page.")),
+        "total": (int, Field(description="Rows on all pages.")),
+        "data": (list[row], ...),  # type: ignore[valid-type]
+        unnamed: (UnnamedOut | None, Field(description=meaning)),
+    }
+    return create_model(name, **fields)
 
 
-UsersPage = _page("UsersPage", UserOut)
-TenantsPage = _page("TenantsPage", TenantOut)
+UsersPage = _page(
+    "UsersPage",
+    UserOut,
+    "unattributed",
+    "The calls with no user id under the same filters: not a row, not counted in total (null when a search or "
+    "a user filter is set, or with include_unattributed, which ranks them as rows).",
+)
+TenantsPage = _page(
+    "TenantsPage",
+    TenantOut,
+    "no_tenant",
+    "The calls with no tenant id under the same filters: not a row, not counted in total (null with a search, "
+    "a tenant filter or include_no_tenant).",
+)
+CallsPage = create_model(
+    "CallsPage",
+    window=(WindowOut, ...),
+    limit=(int, Field(description="Calls per page.")),
+    next=(str | None, Field(description="Cursor to the older calls: pass it as `cursor` (null: none).")),
+    prev=(
+        str | None,
+        Field(description="Cursor to the newer calls: pass it as `cursor` with `direction=newer` (null: none)."),
+    ),
+    total=(int | None, Field(description="Calls matching the filters (only with `count=true`; null otherwise).")),
+    data=(list[CallOut], Field(description="The calls, newest first.")),  # type: ignore[valid-type]
+)
+TenantDetailOut = create_model(
+    "TenantDetailOut",
+    window=(WindowOut, ...),
+    tenant_id=(str, ...),
+    label=(str, ...),
+    summary=(TenantOut | None, Field(description="null when the tenant has no calls in the window.")),  # type: ignore[arg-type]
+    models=(list[ModelOut], ...),  # type: ignore[valid-type]
+    daily=(list[DailyOut], ...),  # type: ignore[valid-type]
+)
+SegmentsOut = create_model(
+    "SegmentsOut",
+    window=(WindowOut, ...),
+    by=(str | None, Field(description="The tag key the calls are split by (null: no call carries a tag).")),
+    data=(list[SegmentOut], Field(description='Per value, costliest first ("" for calls without the tag).')),  # type: ignore[valid-type]
+    daily=(list[DailyOut], Field(description="Per UTC day and value (`key` is the value).")),  # type: ignore[valid-type]
+)
+TagsOut = create_model(
+    "TagsOut",
+    window=(WindowOut, ...),
+    key=(str | None, Field(description="The key whose values are listed; null when listing keys.")),
+    data=(list[TagOut], ...),  # type: ignore[valid-type]
+)
 DailySeries = create_model(
     "DailySeries",
     window=(WindowOut, ...),
@@ -100,9 +150,18 @@ OverviewOut = create_model(
         Field(description="Spend of the calls that carried no user id.", json_schema_extra={"format": "decimal"}),
     ),
     unattributed_requests=(int, ...),
+    no_tenant_cost=(
+        str,
+        Field(description="Spend of the calls that carried no tenant id.", json_schema_extra={"format": "decimal"}),
+    ),
+    no_tenant_requests=(int, ...),
     top_users=(list[TopUserOut], Field(description="The costliest users, ranked as /users ranks them.")),  # type: ignore[valid-type]
     top_tenants=(list[TenantOut], Field(description="The costliest tenants (traces null).")),  # type: ignore[valid-type]
     daily=(list[DailyOut], ...),  # type: ignore[valid-type]
+    previous=(
+        TotalsOut | None,  # type: ignore[arg-type]
+        Field(description="The totals of the previous window of the same length (with compare=true and a start)."),
+    ),
 )
 
 
