@@ -76,8 +76,10 @@ SELECT tenant_id, user_id, sum(m_requests) AS requests, sum(m_errors) AS errors,
     sum(m_out) AS output_tokens, sum(m_cr) AS cache_read_tokens, sum(m_cw) AS cache_write_tokens,
     sum(m_cost) AS cost, sum(m_unpriced) AS unpriced_requests, sum(m_latency) AS latency_us,
     uniqMerge(m_traces) AS traces, min(m_first) AS first_seen, max(m_last) AS last_seen,
-    count() AS models, argMax(model, (m_cost, m_requests, model)) AS top_model, count() OVER () AS total_rows
-FROM (SELECT tenant_id, user_id, model, {_INNER} FROM {db}.llm_calls WHERE {where} GROUP BY tenant_id, user_id, model)
+    countIf(m_requests > m_errors) AS models, argMax(model, (m_cost, m_requests, model)) AS top_model,
+    count() OVER () AS total_rows
+FROM (SELECT tenant_id, user_id, model, {_INNER} FROM {db}.llm_calls WHERE {where} AND user_id != ''
+      GROUP BY tenant_id, user_id, model)
 GROUP BY tenant_id, user_id
 ORDER BY cost DESC, tenant_id ASC, user_id ASC
 LIMIT 50"""

@@ -36,7 +36,9 @@ SCRIPTS = (
     ("q8", "q8_memory.py", True, 900),
     ("q9", "q9_storage.py", True, 900),
     ("q10", "q10_redelivery.py", True, 2400),
+    ("q14", "q14_calls_explorer.py", True, 3600),
 )
+NOTES_MARKER = "<!-- written by hand from here on: run_all.py keeps it -->"
 
 QUESTIONS = {
     "q1": (1,),
@@ -48,6 +50,7 @@ QUESTIONS = {
     "q8": (8,),
     "q9": (9,),
     "q10": (10,),
+    "q14": (14,),
 }
 
 
@@ -166,7 +169,11 @@ def main() -> None:
         "questions": questions,
     }
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    (out_dir / "RESULTS.md").write_text(markdown(report))
+    results_md = out_dir / "RESULTS.md"
+    kept_notes = ""  # the hand-written analysis below the marker survives every re-run
+    if results_md.exists() and NOTES_MARKER in results_md.read_text():
+        kept_notes = results_md.read_text().split(NOTES_MARKER, 1)[1]
+    results_md.write_text(markdown(report) + "\n" + NOTES_MARKER + kept_notes)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'RESULTS.md'} in {report['total_seconds'] / 60:.1f} min")
     if report["failures"]:
         sys.exit(1)
