@@ -162,7 +162,7 @@ def test_a_migration_backfill_counts_calls_inserted_meanwhile_once(store_dsn: st
     v1.insert_rows(MIGRATIONS_TABLE, [[1, first.name]], ["version", "name"], ["UInt32", "String"])
     writer = CostExporter(v1, spool_dir=tmp_path / "spool", flush_interval_ms=20)  # already open: no migration
     writer.export(spans(0, 120, hours_apart=2))
-    assert writer.force_flush(30_000)
+    assert writer.force_flush(120_000)
     stop, sent = threading.Event(), [120]
 
     def keep_writing() -> None:
@@ -202,7 +202,7 @@ def test_a_migration_backfill_counts_calls_inserted_meanwhile_once(store_dsn: st
         stop.set()
         thread.join()
         upgraded.command = command  # type: ignore[method-assign]
-    assert writer.force_flush(30_000)
+    assert writer.force_flush(120_000)
     writer.shutdown()
     versions = [r[0] for r in upgraded.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} ORDER BY 1").result_rows]
     assert versions == [1, 2, 3, 4, 5]
