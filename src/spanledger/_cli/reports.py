@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,8 +23,11 @@ from .._present.tables import (
     top_users_table,
     users_table,
 )
-from .._query.ledger import Ledger
 from . import common
+
+if TYPE_CHECKING:
+    from .._query.ledger import Ledger
+    from .remote import RemoteLedger
 
 
 def overview(args: argparse.Namespace, console: Console) -> int:
@@ -99,7 +102,7 @@ def user(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: TimeRange) -> None:
+def _print_user(console: Console, ledger: Ledger | RemoteLedger, detail: UserDetail, window: TimeRange) -> None:
     label = detail.user_id or UNATTRIBUTED_LABEL
     if detail.summary is None:
         console.print(f"No LLM calls for [bold]{escape(label)}[/] ({window.describe()}).")
@@ -112,12 +115,13 @@ def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Ti
     u = s.usage
     tenants = escape(", ".join(t or NO_TENANT_LABEL for t in s.tenant_ids)) or NO_TENANT_LABEL
     console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
+    # avg latency rounded as records carry it first: the same figure when the detail came through serve's API
     lines = [
         f"[green bold]{money(u.cost)}[/] over {count(u.requests)} requests "
         f"({count(u.errors)} errors" + (f", {count(u.traces)} traces)" if u.traces is not None else ")"),
         f"{count(u.total_tokens)} tokens: {count(u.input_tokens)} input ({count(u.cache_read_tokens)} cached), "
         f"{count(u.output_tokens)} output ({count(u.reasoning_tokens)} reasoning)",
-        f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {u.avg_latency_ms:,.1f} ms",
+        f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {round(u.avg_latency_ms, 3):,.1f} ms",
     ]
     if u.unpriced_requests:
         lines.append(

@@ -206,7 +206,7 @@ def users_csv(
 @router.get(
     "/users/{user_id:path}",
     response_model=UserDetailOut,
-    summary="One user's totals, per-model breakdown, daily cost and last 50 calls",
+    summary="One user's totals, per-model breakdown, daily cost and most recent calls (50 unless `calls`)",
 )
 def user(
     request: Request,
@@ -215,10 +215,12 @@ def user(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
+    calls: Annotated[int, Query(ge=0, le=MAX_LIMIT, description="How many of the most recent calls.")] = 50,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user_id_from_path(user_id), "user id") or ""
-    detail = ledger(request).user(uid, start=lo, end=hi, tenant_id=principal.scope(params.text(tenant, "tenant")))
+    scope = principal.scope(params.text(tenant, "tenant"))
+    detail = ledger(request).user(uid, start=lo, end=hi, tenant_id=scope, calls=calls)
     body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
     return {"window": records.window_record(lo, hi), **body}
 
