@@ -71,6 +71,10 @@ def open_store(dsn: str | None, *, existing: bool = False, held: str = "stop it 
             f"the embedded store {parse_dsn(dsn)[1]} is held by spanledger serve at {server.url} (pid {server.pid}), "
             f"and this command needs the store itself: {held}"
         )
+    return _open(dsn, existing=existing)
+
+
+def _open(dsn: str, *, existing: bool) -> Store:
     from .._store.store import Store
 
     sys.stderr.flush()
@@ -112,11 +116,11 @@ def ledger(args: argparse.Namespace) -> Ledger | RemoteLedger:
 
     try:
         with _hidden("pyarrow"):
-            return Ledger(open_store(dsn, existing=True))
+            return Ledger(_open(dsn, existing=True))
     except (ImportError, SpanledgerError) as exc:
         if "pyarrow" not in str(exc):
             raise
-        return Ledger(open_store(dsn, existing=True))  # a chDB that needs it after all
+        return Ledger(_open(dsn, existing=True))  # a chDB that needs it after all
 
 
 def serving(dsn: str, *, token: str | None = None) -> RemoteLedger | None:
