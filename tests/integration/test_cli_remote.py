@@ -98,7 +98,8 @@ QUESTIONS: list[tuple[str, ...]] = [
     ("users", "--format", "json"),
     ("users", "--format", "csv"),
     ("users", "--sort", "requests", "--asc", "--limit", "5", "--page", "2", "--format", "json"),
-    ("users", "--search", "a", "--tenant", "initech"),
+    ("users", "--search", "{head}", "--format", "csv"),
+    ("users", "--tenant", "initech"),
     ("users", "--tag", "plan=pro", "--format", "csv"),
     ("users", "--from", "{middle}", "--to", "2100-01-01T00:00:00Z", "--format", "csv"),
     ("tenants",),
@@ -168,6 +169,8 @@ def test_every_question_prints_through_serve_what_it_printed_from_the_store(seed
     windowed = ("users", "--from", "{middle}", "--to", "2100-01-01T00:00:00Z", "--format", "csv")
     assert seeded.direct[windowed] != seeded.direct[("users", "--format", "csv")]  # the window cuts calls
     assert "Did you mean: " in seeded.direct[("user", "{head}")]
+    everyone = seeded.direct[("users", "--format", "csv")].count("\n")
+    assert 1 < seeded.direct[("users", "--search", "{head}", "--format", "csv")].count("\n") < everyone  # it finds some
     differ = []
     for args in QUESTIONS:
         result = cli(*seeded.question(args), "--store", seeded.dsn, environ=env(SPANLEDGER_TOKEN=ADMIN_TOKEN))
