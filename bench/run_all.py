@@ -37,6 +37,7 @@ SCRIPTS = (
     ("q9", "q9_storage.py", True, 900),
     ("q10", "q10_redelivery.py", True, 2400),
     ("q14", "q14_calls_explorer.py", True, 3600),
+    ("q15", "q15_cli_startup.py", True, 900),
 )
 NOTES_MARKER = "<!-- written by hand from here on: run_all.py keeps it -->"
 
@@ -51,6 +52,7 @@ QUESTIONS = {
     "q9": (9,),
     "q10": (10,),
     "q14": (14,),
+    "q15": (15,),
 }
 
 

@@ -3,52 +3,93 @@
 Attribute work to users with OpenTelemetry baggage (:class:`attribute_to`), copy it onto spans
 (:class:`UserAttributionProcessor`), price and store LLM calls in ClickHouse (:class:`CostExporter`),
 and ask who costs what (:class:`Ledger`).
+
+Every name is imported when first used (a module ``__getattr__``, as clickhouse-connect does): ``import
+spanledger`` — and so the ``spanledger`` command — does not pay for chDB, genai-prices or the OpenTelemetry
+SDK before something needs them.
 """
 
 from __future__ import annotations
 
-from ._capture.attribution import (
-    TAG_PREFIX,
-    TENANT_ATTRIBUTE,
-    USER_ATTRIBUTE,
-    UserAttributionProcessor,
-    attribute_to,
-)
-from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
-from ._capture.record import Recorded, Recorder, record_call
-from ._errors import (
-    ConfigError,
-    InvalidCallError,
-    SpanledgerError,
-    StoreError,
-    StoreLockedError,
-    StoreUnavailableError,
-)
-from ._model.call import LLMCall, StoredCall
-from ._model.rows import (
-    NO_TENANT_LABEL,
-    UNATTRIBUTED_LABEL,
-    Bucket,
-    CallPage,
-    DailyRow,
-    ModelRow,
-    Overview,
-    Page,
-    SegmentRow,
-    TagChoice,
-    TenantDetail,
-    TenantRow,
-    TopUser,
-    Totals,
-    UserDetail,
-    UserRow,
-)
-from ._model.usage import Usage
-from ._pricing.pricer import PriceFileError, Pricer, PriceRates, PriceRule
-from ._query.ledger import Ledger
-from ._store.store import Store
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from ._capture.attribution import (
+        TAG_PREFIX,
+        TENANT_ATTRIBUTE,
+        USER_ATTRIBUTE,
+        UserAttributionProcessor,
+        attribute_to,
+    )
+    from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
+    from ._capture.record import Recorded, Recorder, record_call
+    from ._errors import (
+        ConfigError,
+        InvalidCallError,
+        SpanledgerError,
+        StoreError,
+        StoreLockedError,
+        StoreUnavailableError,
+    )
+    from ._model.call import LLMCall, StoredCall
+    from ._model.rows import (
+        NO_TENANT_LABEL,
+        UNATTRIBUTED_LABEL,
+        Bucket,
+        CallPage,
+        DailyRow,
+        ModelRow,
+        Overview,
+        Page,
+        SegmentRow,
+        TagChoice,
+        TenantDetail,
+        TenantRow,
+        TopUser,
+        Totals,
+        UserDetail,
+        UserRow,
+    )
+    from ._model.usage import Usage
+    from ._pricing.pricer import PriceFileError, Pricer, PriceRates, PriceRule
+    from ._query.ledger import Ledger
+    from ._store.store import Store
 
 __version__ = "0.1.0"
+
+_WHERE: dict[str, str] = {
+    "._capture.attribution": "TAG_PREFIX TENANT_ATTRIBUTE USER_ATTRIBUTE UserAttributionProcessor attribute_to",
+    "._capture.exporter": "COST_AMOUNT_ATTRIBUTE COST_CURRENCY_ATTRIBUTE CostExporter",
+    "._capture.record": "Recorded Recorder record_call",
+    "._errors": "ConfigError InvalidCallError SpanledgerError StoreError StoreLockedError StoreUnavailableError",
+    "._model.call": "LLMCall StoredCall",
+    "._model.rows": (
+        "NO_TENANT_LABEL UNATTRIBUTED_LABEL Bucket CallPage DailyRow ModelRow Overview Page SegmentRow TagChoice"
+        " TenantDetail TenantRow TopUser Totals UserDetail UserRow"
+    ),
+    "._model.usage": "Usage",
+    "._pricing.pricer": "PriceFileError Pricer PriceRates PriceRule",
+    "._query.ledger": "Ledger",
+    "._store.store": "Store",
+}
+"""The module each public name is defined in (the same as the imports above, which a unit test checks)."""
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names.split()}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """A public name, imported on first use and kept (later look-ups do not come here)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})
+
 
 __all__ = [
     "COST_AMOUNT_ATTRIBUTE",

@@ -47,3 +47,10 @@ class StoreUnavailableError(StoreError):
 class StoreDataError(StoreError):
     """ClickHouse, or the client packing the insert, refused the rows themselves (a value out of a column's
     range, a type it cannot parse): the same rows would be refused again, so they are set aside, not retried."""
+
+
+def unknown_user(user_id: str, tenant_id: str | None, near: list[str]) -> str:
+    """The one message for a user id never seen (in a tenant), with the nearest ids: the CLI, the API's 404 and
+    the CLI reading through the API say the same."""
+    where = f" for tenant {tenant_id!r}" if tenant_id is not None else ""
+    return f"no user {user_id!r} in the ledger{where}" + (f"; did you mean {', '.join(near)}?" if near else "")

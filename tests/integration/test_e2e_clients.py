@@ -359,7 +359,10 @@ def test_costs_per_user_and_tenant_across_clients(pipeline: Pipeline) -> None:
     assert users[("globex", "carol")].output_tokens == 210
     assert users[("acme", "bob")].cache_write_tokens == 500
 
-    tenants = {r.tenant_id: (r.usage.requests, r.usage.cost, r.active_users) for r in pipeline.ledger.tenants(include_no_tenant=True).rows}
+    tenants = {
+        r.tenant_id: (r.usage.requests, r.usage.cost, r.active_users)
+        for r in pipeline.ledger.tenants(include_no_tenant=True).rows
+    }
     assert tenants == {
         "acme": (4, Decimal("0.004941"), 2),
         "globex": (4, Decimal("0.0112"), 2),

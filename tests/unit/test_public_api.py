@@ -11,11 +11,12 @@ import spanledger
 
 
 def _exposed_names() -> set[str]:
+    # dir(), not vars(): names are imported on first use (spanledger.__getattr__), dir() lists them all
     return {
         name
-        for name, value in vars(spanledger).items()
+        for name in dir(spanledger)
         if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)  # private submodules bound by the imports
+        and not isinstance(value := getattr(spanledger, name), types.ModuleType)
         and not isinstance(value, __future__._Feature)  # `from __future__ import annotations`
     } | {"__version__"}
 

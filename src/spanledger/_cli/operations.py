@@ -55,7 +55,8 @@ def status(args: argparse.Namespace, console: Console) -> int:
     report: dict[str, object] = {"store": dsn.split("@")[-1] if "@" in dsn else dsn}
     report["spool"] = spool_status(Path(spool_root) if spool_root else default_spool_dir(dsn))
     try:
-        report["store_contents"] = store_status(common.open_store(dsn, existing=True))
+        held = "its /healthz and /api/v1/status (admin) show the store's state"
+        report["store_contents"] = store_status(common.open_store(dsn, existing=True, held=held))
     except (StoreError, ConfigError) as exc:  # held by an exporter, or not made yet: what status is for
         report["store_contents"] = {"error": " ".join(str(exc).split())}
     if args.format == "json":
@@ -137,7 +138,9 @@ def quarantine(args: argparse.Namespace, console: Console) -> int:
         return 0
     from .._ingest.pipeline import Pipeline
 
-    pipeline = Pipeline(common.open_store(dsn, existing=True), spool_dir=root, price_file=args.price_file)
+    held = "replay through its admin API instead (POST /api/v1/quarantine/replay with an admin token), or stop it"
+    store = common.open_store(dsn, existing=True, held=held)
+    pipeline = Pipeline(store, spool_dir=root, price_file=args.price_file)
     try:
         report = pipeline.replay_quarantine(dry_run=args.dry_run)
         flushed = args.dry_run or pipeline.force_flush(120_000)
@@ -173,9 +176,8 @@ def rebuild(args: argparse.Namespace, console: Console) -> int:
     start, end = day(args.start, "--from"), day(args.end, "--to")
     if start and end and end <= start:
         raise ConfigError("--to must be after --from")
-    report = run(
-        common.open_store(args.store, existing=True), start=start, end=end, tenants=args.tenants, users=args.users
-    )
+    store = common.open_store(args.store, existing=True, held="stop it, rebuild, then start it again")
+    report = run(store, start=start, end=end, tenants=args.tenants, users=args.users)
     if args.format == "json":
         write_json({**dataclasses.asdict(report), "seconds": round(report.seconds, 3)}, sys.stdout)
     elif not report.partitions:
@@ -199,7 +201,7 @@ def serve(args: argparse.Namespace, console: Console) -> int:
             f"`spanledger serve` needs the serve extra: pip install 'spanledger[serve]' ({exc})"
         ) from None
     return serve(
-        store=common.open_store(args.store),
+        store=common.open_store(args.store, held="it already serves this store"),
         host=args.host,
         port=args.port,
         no_auth=args.no_auth,

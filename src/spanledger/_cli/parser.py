@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"chdb:///dir, chdb://memory or http(s)://user:pass@host:port/db "
         f"(default: $SPANLEDGER_STORE, then {DEFAULT_STORE})",
     )
+    reader = _Parser(add_help=False)  # the questions: from the store, or through a running spanledger serve
+    reader.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask this spanledger serve's API instead of opening the store (http://host:port); without it, a "
+        "serve holding the embedded store is found and asked",
+    )
+    reader.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="admin or tenant token for the server (default: $SPANLEDGER_TOKEN, which other users cannot see; "
+        "a server found beside the store also takes $SPANLEDGER_ADMIN_TOKEN)",
+    )
     window = _Parser(add_help=False)
     window.add_argument("--from", dest="start", metavar="WHEN", help="start: ISO date/time (UTC) or 7d, 24h, 90m ago")
     window.add_argument("--to", dest="end", metavar="WHEN", help="end (exclusive), same forms; default now")
@@ -105,26 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler="operations.demo")
 
     overview = sub.add_parser(
-        "overview", parents=[store, window, tenant, tags], help="total spend, top users and tenants, cost per day"
+        "overview",
+        parents=[store, reader, window, tenant, tags],
+        help="total spend, top users and tenants, cost per day",
     )
     overview.add_argument("--top", type=_positive, default=10, help="top users and tenants to show (default 10)")
     overview.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     overview.set_defaults(handler="reports.overview")
 
-    users = sub.add_parser("users", parents=[store, window, tenant, tags, listing, output], help="users ranked by cost")
+    users = sub.add_parser(
+        "users", parents=[store, reader, window, tenant, tags, listing, output], help="users ranked by cost"
+    )
     users.set_defaults(handler="reports.ranked")
 
-    user = sub.add_parser("user", parents=[store, window, tenant, output], help="one user: models, days, recent calls")
+    user = sub.add_parser(
+        "user", parents=[store, reader, window, tenant, output], help="one user: models, days, recent calls"
+    )
     user.add_argument("user_id", metavar="ID", help=f"the user id; {UNATTRIBUTED_LABEL!r} or '' for calls with no user")
     user.add_argument("--calls", type=int, default=10, help="recent calls to show (default 10; 0 for none)")
     user.set_defaults(handler="reports.user")
 
-    tenants = sub.add_parser("tenants", parents=[store, window, tags, listing, output], help="tenants ranked by cost")
+    tenants = sub.add_parser(
+        "tenants", parents=[store, reader, window, tags, listing, output], help="tenants ranked by cost"
+    )
     tenants.set_defaults(handler="reports.ranked")
 
     calls = sub.add_parser(
         "calls",
-        parents=[store, window, tenant, tags],
+        parents=[store, reader, window, tenant, tags],
         help="every call, newest first, filtered; page on with --cursor",
         description="The calls explorer: every stored call, newest first, filtered by user, tenant, provider, "
         "model, status, flags, tags and cost. A page ends with the cursor of the next (older) page.",
@@ -152,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or csv")
     calls.set_defaults(handler="calls.calls")
 
-    daily = sub.add_parser("daily", parents=[store, window, tenant, tags, output], help="cost per UTC day")
+    daily = sub.add_parser("daily", parents=[store, reader, window, tenant, tags, output], help="cost per UTC day")
     daily.add_argument("--user", dest="user_id", metavar="ID", help="only this user")
     daily.add_argument("--per", choices=("user", "tenant"), help="split each day per user or per tenant")
     daily.set_defaults(handler="reports.daily")

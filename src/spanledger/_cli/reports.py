@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from .._errors import ConfigError
+from .._errors import ConfigError, unknown_user
 from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, Page, UserDetail
 from .._present import records
 from .._present.numbers import count, money, plural, when
@@ -25,6 +25,10 @@ from .._present.tables import (
     users_table,
 )
 from . import common
+from .remote import RemoteLedger  # the standard library's urllib only: cheap to import
+
+if TYPE_CHECKING:
+    pass
 
 
 def overview(args: argparse.Namespace, console: Console) -> int:
@@ -101,12 +105,13 @@ def user(args: argparse.Namespace, console: Console) -> int:
     ledger = common.ledger(args)
     tenant = common.tenant_id(args.tenant)
     detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=tenant, calls=max(0, args.calls))
-    if detail.summary is None and not ledger.seen(user_id=user_id, tenant_id=tenant):
-        near = ledger.similar(user_id, tenant_id=tenant)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise ConfigError(
-            f"no user {user_id!r} in the ledger{' for tenant ' + repr(tenant) if tenant is not None else ''}{hint}"
-        )
+    # through serve, the API answers an unknown user with a 404 that arrives here as the same ConfigError
+    if (
+        detail.summary is None
+        and not isinstance(ledger, RemoteLedger)
+        and not ledger.seen(user_id=user_id, tenant_id=tenant)
+    ):
+        raise ConfigError(unknown_user(user_id, tenant, ledger.similar(user_id, tenant_id=tenant)))
     if args.format == "json":
         body = records.user_detail_record(user_id, detail.summary, detail.models, detail.daily, detail.calls)
         write_json({"window": window.as_dict(), **body}, sys.stdout)
@@ -126,12 +131,13 @@ def _print_user(console: Console, detail: UserDetail, window: TimeRange) -> None
     u = s.usage
     tenants = escape(", ".join(t or NO_TENANT_LABEL for t in s.tenant_ids)) or NO_TENANT_LABEL
     console.print(f"[bold]{escape(label)}[/]  tenant {tenants}  ·  {window.describe()}")
+    # avg latency rounded as records carry it first: the same figure when the detail came through serve's API
     lines = [
         f"[green bold]{money(u.cost)}[/] over {plural(u.requests, 'request')} "
         f"({plural(u.errors, 'error')}" + (f", {plural(u.traces, 'trace')})" if u.traces is not None else ")"),
         f"{count(u.total_tokens)} tokens: {count(u.input_tokens)} input ({count(u.cache_read_tokens)} cached), "
         f"{count(u.output_tokens)} output ({count(u.reasoning_tokens)} reasoning)",
-        f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {u.avg_latency_ms:,.1f} ms",
+        f"first seen {when(u.first_seen)}, last seen {when(u.last_seen)} UTC · avg latency {round(u.avg_latency_ms, 3):,.1f} ms",
     ]
     if u.unpriced_requests:
         lines.append(

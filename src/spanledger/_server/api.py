@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from .._errors import unknown_user
 from .._model.rows import NO_TENANT_LABEL, SORT_KEYS, UNATTRIBUTED_LABEL, Page, TenantRow
 from .._present import records
 from .._present.output import csv_lines
@@ -243,7 +244,7 @@ def users_csv(
 @router.get(
     "/users/{user_id:path}",
     response_model=UserDetailOut,
-    summary="One user's totals, per-model breakdown, daily cost and last 50 calls",
+    summary="One user's totals, per-model breakdown, daily cost and most recent calls (50 unless `calls`)",
     responses={404: {"description": "No call of this user was ever stored (in your tenant)."}},
 )
 def user(
@@ -253,14 +254,15 @@ def user(
     start: FromParam = None,
     end: ToParam = None,
     tenant: TenantParam = None,
+    calls: Annotated[int, Query(ge=0, le=MAX_LIMIT, description="How many of the most recent calls.")] = 50,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user_id_from_path(user_id), "user id") or ""
     scope = principal.scope(params.tenant(tenant))
     led = ledger(request)
-    detail = led.user(uid, start=lo, end=hi, tenant_id=scope)
+    detail = led.user(uid, start=lo, end=hi, tenant_id=scope, calls=calls)
     if detail.summary is None and not led.seen(user_id=uid, tenant_id=scope):
-        raise HTTPException(status_code=404, detail=f"no user {uid!r}" + (f" in tenant {scope!r}" if scope else ""))
+        raise HTTPException(status_code=404, detail=unknown_user(uid, scope, led.similar(uid, tenant_id=scope)))
     body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
     return {"window": records.window_record(lo, hi), **body}
 

@@ -251,6 +251,8 @@ def serve(
     """
     import uvicorn
 
+    from .discovery import DiscoverableServer
+
     settings = load_settings(
         store=store.dsn if isinstance(store, Store) else store,
         host=host,
@@ -276,8 +278,8 @@ def serve(
         flush=True,
     )
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
-    try:
-        uvicorn.Server(config).run()
+    try:  # an embedded store's directory gets a discovery file: the CLI reads through this server
+        DiscoverableServer(config, store=app.state.store).run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind the port
         return int(exc.code or 1)
     return 0
