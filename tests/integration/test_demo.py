@@ -18,6 +18,7 @@ from typing import Any, cast
 import openai
 import pytest
 from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,8 +26,8 @@ from rich.console import Console
 
 from spanledger import ConfigError, Ledger, Store, UserAttributionProcessor
 from spanledger._capture.normalize import Normalizer
-from spanledger._demo.demo import run_demo
-from spanledger._demo.history import history_span
+from spanledger._demo.demo import DEMO_SERVICE, run_demo
+from spanledger._demo.history import history_call
 from spanledger._demo.live import TimeShiftExporter, live_call
 from spanledger._demo.plan import (
     DEFAULT_CALLS,
@@ -151,9 +152,9 @@ _SAME = [
 ]
 
 
-def test_a_history_span_reads_as_the_real_clients_span_of_the_same_call() -> None:
-    """The month before the last day is written as spans: each must become the same LLM call as the span
-    the real client and instrumentation make for it (all but its time and ids)."""
+def test_a_history_call_is_the_call_the_real_client_s_span_becomes() -> None:
+    """The month but its newest calls goes to the pipeline as calls: each must be the call the exporter makes
+    of the span the real client and instrumentation write for it (all but its time, ids and latency)."""
     at = END - timedelta(hours=3)
     cases = [
         DemoCall(at, "ada@acme.example", "acme", "enterprise", "agent", "o3-mini", 5000, 1152, 900, 500, 200),
@@ -163,7 +164,7 @@ def test_a_history_span_reads_as_the_real_clients_span_of_the_same_call() -> Non
         DemoCall(at, "ivy@globex.example", "globex", "enterprise", "chat", NEW_MODEL, 700, 0, 50, 0, 503),
     ]
     spans = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": DEMO_SERVICE}))
     provider.add_span_processor(UserAttributionProcessor())
     provider.add_span_processor(SimpleSpanProcessor(spans))
     instrumentor = OpenAIInstrumentor()
@@ -177,27 +178,25 @@ def test_a_history_span_reads_as_the_real_clients_span_of_the_same_call() -> Non
                 live_call(client, provider.get_tracer("test"), call, {})
     finally:
         instrumentor.uninstrument()
-    live = [s for s in spans.get_finished_spans() if s.name == "openai.chat"]
-    spans.clear()
-    for number, call in enumerate(cases):
-        history_span(provider.get_tracer("history"), call, number)
-    history = list(spans.get_finished_spans())
-    provider.shutdown()
+        provider.shutdown()
     normalizer = Normalizer()
-
-    def fields(span: ReadableSpan) -> dict[str, Any]:
-        call = normalizer.normalize(span, time.time_ns())
-        assert not isinstance(call, str)
-        return {name: getattr(call, name) for name in _SAME}
-
+    live = [normalizer.normalize(s, time.time_ns()) for s in spans.get_finished_spans() if s.name == "openai.chat"]
+    history = [history_call(call, number, service_name=DEMO_SERVICE) for number, call in enumerate(cases)]
     assert len(live) == len(history) == len(cases)
     for real, written, call in zip(live, history, cases, strict=True):
-        assert fields(written) == fields(real), call
-        assert written.start_time is not None and written.start_time // 1000 == int(call.at.timestamp()) * 10**6
+        assert not isinstance(real, str)
+        assert {f: getattr(written, f) for f in _SAME} == {f: getattr(real, f) for f in _SAME}, call
+        assert written.timestamp == call.at and written.trace_id and written.span_id
+        assert bool(written.response_id) == bool(real.response_id)
     # a failed call is stored under the model asked for: no snapshot answered it
-    models = [SNAPSHOTS["o3-mini"], SNAPSHOTS["gpt-4o-mini"], UNPRICED_MODEL, "gpt-4o", NEW_MODEL]
-    assert [fields(s)["model"] for s in history] == models
-    assert [fields(s)["error_type"] for s in history[3:]] == ["RateLimitError", "InternalServerError"]
+    assert [c.model for c in history] == [
+        SNAPSHOTS["o3-mini"],
+        SNAPSHOTS["gpt-4o-mini"],
+        UNPRICED_MODEL,
+        "gpt-4o",
+        NEW_MODEL,
+    ]
+    assert [c.error_type for c in history[3:]] == ["RateLimitError", "InternalServerError"]
 
 
 def _run(dsn: str, calls: int, **kwargs: Any) -> str:

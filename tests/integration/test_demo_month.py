@@ -71,7 +71,7 @@ def test_every_call_is_stored_at_the_price_the_pipeline_gave_it(built: Built) ->
     assert f"The store's total, ${totals.cost}, is what the pipeline priced" in built.output
 
 
-def test_the_newest_calls_went_through_the_real_client_and_the_others_as_spans(built: Built) -> None:
+def test_the_newest_calls_went_through_the_real_client_and_the_others_to_the_pipeline(built: Built) -> None:
     cut = built.month.calls[-LIVE_CALLS].at
     rows = built.store.query(
         f"SELECT timestamp >= {{cut:DateTime64(6)}} AS live, count(), countIf(parent_span_id != 0), "
@@ -84,7 +84,7 @@ def test_the_newest_calls_went_through_the_real_client_and_the_others_as_spans(b
     (_, history, nested, stubbed, _, sources, first, _), (_, live, live_nested, live_stubbed, no_id, _, _, last) = rows
     assert (history, live) == (built.sent.history, built.sent.live) == (30_000 - LIVE_CALLS, LIVE_CALLS)
     assert sources == ["otel-genai"]
-    assert (nested, stubbed) == (0, 0)  # written spans: no request span around them, no stub answered
+    assert (nested, stubbed) == (0, 0)  # calls submitted as such: no request span around them, no stub answered
     assert live_nested == live  # each real request inside the app's request span
     assert (live_stubbed, no_id) == (live - failed_live, failed_live)  # the stub's response ids
     assert first.replace(tzinfo=UTC) >= END - timedelta(days=30) and last.replace(tzinfo=UTC) < END

@@ -1,11 +1,11 @@
 """``spanledger demo``: a seeded month of LLM traffic through the real pipeline, then what to look at.
 
-The month (:mod:`.plan`) goes into the store the way an application's calls do: a ``TracerProvider`` with
-:class:`UserAttributionProcessor` and ``BatchSpanProcessor(CostExporter)``, then normalise → price → spool
-→ store, with the rollups kept by the store's materialized views. The newest calls are real requests
-(:mod:`.live`: the ``openai`` client and OpenLLMetry's instrumentation against a local stub server); the
-ones before are the spans that instrumentation writes, started at their planned times (:mod:`.history`),
-since sending a month over HTTP would take minutes (about 4 ms a request here). A pipeline hook adds up what the
+The month (:mod:`.plan`) goes into the store through the real pipeline. Its newest calls are real requests
+(:mod:`.live`): the ``openai`` client under OpenLLMetry's instrumentation, against a local stub server, in
+a ``TracerProvider`` with :class:`UserAttributionProcessor` and ``BatchSpanProcessor(CostExporter)``, then
+normalise → price → spool → store, the rollups kept by the store's materialized views. The calls before go
+to the same exporter's pipeline as the calls it makes of those spans (:mod:`.history`), to be priced,
+spooled and stored the same way: sending a month over HTTP would take minutes. A pipeline hook adds up what the
 pipeline priced, and the demo checks the store's totals against it.
 
 The demo owns what it writes: every span carries ``service.name = spanledger-demo``. Before sending, it
@@ -33,20 +33,22 @@ from .._capture.attribution import UserAttributionProcessor
 from .._capture.exporter import CostExporter
 from .._config import DEFAULT_STORE, env_str
 from .._errors import ConfigError
+from .._ingest.pipeline import Pipeline
 from .._model.call import LLMCall
 from .._present.numbers import count
 from .._store import maintenance
 from .._store.store import Store
-from .history import history_span
+from .history import history_call
 from .live import TimeShiftExporter, live_call
 from .plan import DEFAULT_CALLS, DEFAULT_SEED, DemoCall, Month, plan_month
 from .report import report
 
 DEMO_SERVICE = "spanledger-demo"
 """The ``service.name`` of every demo span: how the demo recognises (and replaces) its own data."""
-LIVE_CALLS = 500
-"""The newest calls of the month are made for real (a sample of the real path, a few hours' worth); the
-ones before are written as the spans the instrumentation makes."""
+LIVE_CALLS = 300
+"""The newest calls of the month are made for real (a sample of the whole path, a few hours' worth); the
+ones before go to the pipeline as the calls the exporter makes of the instrumentation's spans."""
+_BATCH = 5000
 
 
 @dataclass(slots=True)
@@ -116,12 +118,9 @@ def _send(month: Month, *, dsn: str, console: Console) -> Sent:
     offsets: dict[int, int] = {}
     provider = TracerProvider(resource=Resource.create({"service.name": DEMO_SERVICE}))
     provider.add_span_processor(UserAttributionProcessor())
-    # a queue that holds every span (two per live call: the request and the LLM call) never drops one
-    queue = max(4096, len(history) + 2 * len(live) + 64)
-    shifted = TimeShiftExporter(exporter, offsets)
-    provider.add_span_processor(
-        BatchSpanProcessor(shifted, max_queue_size=queue, max_export_batch_size=4096, schedule_delay_millis=500)
-    )
+    # a queue that holds every span (two per call: the request and the LLM call) never drops one
+    queue = max(2048, 2 * len(live) + 64)
+    provider.add_span_processor(BatchSpanProcessor(TimeShiftExporter(exporter, offsets), max_queue_size=queue))
     instrumentor = OpenAIInstrumentor()
     stub = StubLLMServer().start()
     client: openai.OpenAI | None = None
@@ -131,8 +130,8 @@ def _send(month: Month, *, dsn: str, console: Console) -> Sent:
         client = openai.OpenAI(base_url=stub.openai_base_url, api_key="demo", max_retries=0)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
-            _write_history(provider, history, progress)
-            task = progress.add_task("The newest calls: real requests", total=len(live))
+            _submit_history(exporter.pipeline, history, progress)
+            task = progress.add_task("The newest calls, real requests", total=len(live))
             tracer = provider.get_tracer("spanledger.demo")
             for call in live:
                 live_call(client, tracer, call, offsets)
@@ -149,13 +148,13 @@ def _send(month: Month, *, dsn: str, console: Console) -> Sent:
     return Sent(len(history), len(live), time.monotonic() - began, dict(exporter.stats), meter, stub.url)
 
 
-def _write_history(provider: TracerProvider, calls: Sequence[DemoCall], progress: Progress) -> None:
-    task = progress.add_task("The month: spans               ", total=len(calls))
-    tracer = provider.get_tracer("spanledger.demo.history")
-    for number, call in enumerate(calls, start=1):
-        history_span(tracer, call, number)
-        if number % 1000 == 0 or number == len(calls):
-            progress.update(task, completed=number)
+def _submit_history(pipeline: Pipeline, calls: Sequence[DemoCall], progress: Progress) -> None:
+    """The month's calls but the newest, submitted to the pipeline the exporter uses, a batch at a time."""
+    task = progress.add_task("The month before, to the pipeline", total=len(calls))
+    for first in range(0, len(calls), _BATCH):
+        batch = calls[first : first + _BATCH]
+        pipeline.submit([history_call(c, first + n, service_name=DEMO_SERVICE) for n, c in enumerate(batch)])
+        progress.advance(task, len(batch))
 
 
 def month_end(end: datetime | None) -> datetime:

@@ -30,10 +30,11 @@ def report(month: Month, sent: Sent, *, store: Store, console: Console, dsn: str
     planned = len(month.calls)
     since = month.calls[-sent.live].at if sent.live else month.story.end
     console.print(
-        f"Sent {count(planned)} calls in {sent.seconds:.1f} s: the newest {count(sent.live)} (since "
-        f"{since:%a %d %b %H:%M}) as real requests, by the openai client under OpenLLMetry's instrumentation to a "
-        f"stub LLM server on {sent.stub_url} (nothing leaves this machine); the {count(sent.history)} before as "
-        "the spans that instrumentation writes. Both through the same exporter, pricing, spool and store."
+        f"Sent {count(planned)} calls in {sent.seconds:.1f} s. The newest {count(sent.live)} (since "
+        f"{since:%a %d %b %H:%M}) as real requests: the openai client under OpenLLMetry's instrumentation, to a "
+        f"stub LLM server on {sent.stub_url} (nothing leaves this machine), the spans to the exporter. The "
+        f"{count(sent.history)} before as the calls the exporter makes of such spans, to the same pipeline: "
+        "priced, spooled and stored the same way."
     )
     ledger = Ledger(store)
     totals = ledger.totals().usage
