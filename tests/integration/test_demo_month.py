@@ -184,9 +184,13 @@ def test_the_cases_the_counts_must_get_right_are_in_the_store(built: Built) -> N
     ).result_rows[0]
     # every failed call: under the model asked for, no tokens, nothing spent, never under a dated snapshot
     assert failed == (sum(1 for c in calls if c.failed), failed[0], 0, Decimal(0), 0)
-    for line in ("calls from background jobs with no user", "users with no tenant", "failed calls", "unpriced, not $0"):
+    for line in (
+        f"(unattributed): {len(jobs):,} calls from background jobs with no user; a row beside the {len(users)} users",
+        f"(no tenant): {len(loners):,} calls from 3 users with no tenant",
+        f"failed: {failed[0]:,} calls (HTTP 429, 500, 503) with no tokens and $0, stored under the model asked for",
+        f"unpriced: {built.ledger.totals().usage.unpriced_requests:,} calls to {UNPRICED_MODEL}",
+    ):
         assert line in built.output
-    assert f"one (unattributed) row beside the {len(users)} users" in built.output
 
 
 def test_segments_have_a_few_values_each(built: Built) -> None:

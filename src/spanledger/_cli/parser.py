@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Which of our customers costs us the most LLM spend? Exact USD per user and tenant.",
-        epilog="Start with `spanledger demo`, then `spanledger users --from 24h`.",
+        epilog="Start with `spanledger demo`, then `spanledger users --from 7d`.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -45,7 +45,7 @@ from .report import report
 
 DEMO_SERVICE = "spanledger-demo"
 """The ``service.name`` of every demo span: how the demo recognises (and replaces) its own data."""
-LIVE_CALLS = 300
+LIVE_CALLS = 200
 """The newest calls of the month are made for real (a sample of the whole path, a few hours' worth); the
 ones before go to the pipeline as the calls the exporter makes of the instrumentation's spans."""
 _BATCH = 5000

@@ -30,11 +30,10 @@ def report(month: Month, sent: Sent, *, store: Store, console: Console, dsn: str
     planned = len(month.calls)
     since = month.calls[-sent.live].at if sent.live else month.story.end
     console.print(
-        f"Sent {count(planned)} calls in {sent.seconds:.1f} s. The newest {count(sent.live)} (since "
-        f"{since:%a %d %b %H:%M}) as real requests: the openai client under OpenLLMetry's instrumentation, to a "
-        f"stub LLM server on {sent.stub_url} (nothing leaves this machine), the spans to the exporter. The "
-        f"{count(sent.history)} before as the calls the exporter makes of such spans, to the same pipeline: "
-        "priced, spooled and stored the same way."
+        f"Sent {count(planned)} calls in {sent.seconds:.1f} s: the newest {count(sent.live)} (since "
+        f"{since:%a %d %b %H:%M}) as real requests, by the openai client under OpenLLMetry's instrumentation to a "
+        f"stub LLM server on {sent.stub_url} (nothing leaves this machine); the {count(sent.history)} before "
+        "straight to the same exporter's pipeline. All priced, spooled and stored the same way."
     )
     ledger = Ledger(store)
     totals = ledger.totals().usage
@@ -110,15 +109,15 @@ def _cases(month: Month, console: Console) -> None:
     cached = sum(1 for c in calls if c.cached_tokens and not c.failed)
     console.print("[bold]Cases the counts must get right[/] (in the data on purpose):")
     lines = [
-        f"{count(jobs)} calls from background jobs with no user: one {UNATTRIBUTED_LABEL} row beside the "
-        f"{len(users)} users, which is not a user",
-        f"{count(no_tenant)} calls from {len(loners)} users with no tenant ({escape(', '.join(loners))}) and the "
-        f"jobs' calls: one {NO_TENANT_LABEL} bucket beside the {len(TENANTS)} tenants, which is not a tenant "
-        "(its users are users)",
-        f"{count(len(failed))} failed calls (HTTP 429, 500, 503): no tokens, $0, stored under the model asked for "
-        f"({example}), not the snapshot that answers the others ({SNAPSHOTS[example]})",
-        f"{count(unpriced)} calls to {UNPRICED_MODEL} (self-hosted, no public price): unpriced, not $0",
-        f"{count(cached)} calls that read part of their prompt from the provider's cache (billed lower)",
+        f"{UNATTRIBUTED_LABEL}: {count(jobs)} calls from background jobs with no user; a row beside the "
+        f"{len(users)} users, not one more user",
+        f"{NO_TENANT_LABEL}: {count(no_tenant)} calls from {len(loners)} users with no tenant "
+        f"({escape(', '.join(loners))}) and the jobs' calls; a bucket beside the {len(TENANTS)} tenants, not one "
+        f"more tenant, though its {len(loners)} users are users",
+        f"failed: {count(len(failed))} calls (HTTP 429, 500, 503) with no tokens and $0, stored under the model "
+        f"asked for ({example}), not the snapshot that answered the others ({SNAPSHOTS[example]}): not one more model",
+        f"unpriced: {count(unpriced)} calls to {UNPRICED_MODEL} (self-hosted, no public price): cost unknown, not $0",
+        f"cached: {count(cached)} calls read part of their prompt from the provider's cache, billed at its rate",
     ]
     for line in lines:
         console.print(f"  • {line}")
