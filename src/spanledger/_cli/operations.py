@@ -36,10 +36,11 @@ def schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def demo(args: argparse.Namespace, console: Console) -> int:
-    from .._demo.demo import month_end, run_demo
+    from .._demo.demo import month_end, preload, run_demo
     from .._query.timebound import parse_bound
 
     until = month_end(parse_bound(args.until))  # a bad or future date: one line, before the store is opened
+    preload()  # the openai client's imports, while the store opens
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     store = common.open_store(dsn)
     show = args.store is not None

@@ -15,7 +15,9 @@ earlier demo; a database holding other calls is left alone and the demo stops wi
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -155,6 +157,20 @@ def _submit_history(pipeline: Pipeline, calls: Sequence[DemoCall], progress: Pro
         batch = calls[first : first + _BATCH]
         pipeline.submit([history_call(c, first + n, service_name=DEMO_SERVICE) for n, c in enumerate(batch)])
         progress.advance(task, len(batch))
+
+
+def preload() -> threading.Thread:
+    """Import the openai client and its instrumentation on a thread of their own (about a second), so that
+    it overlaps the opening of the store, which runs in chDB without holding the GIL."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):  # the demo's own import then says what is missing
+            import openai  # noqa: F401
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor  # noqa: F401
+
+    thread = threading.Thread(target=load, name="spanledger-demo-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def month_end(end: datetime | None) -> datetime:
