@@ -16,6 +16,7 @@ earlier demo; a database holding other calls is left alone and the demo stops wi
 from __future__ import annotations
 
 import contextlib
+import importlib
 import tempfile
 import threading
 import time
@@ -160,13 +161,17 @@ def _submit_history(pipeline: Pipeline, calls: Sequence[DemoCall], progress: Pro
 
 
 def preload() -> threading.Thread:
-    """Import the openai client and its instrumentation on a thread of their own (about a second), so that
-    it overlaps the opening of the store, which runs in chDB without holding the GIL."""
+    """Import the openai client, its instrumentation and the stub server on a thread of their own (about 2 s of
+    CPU), so that it overlaps the opening of the store, which runs in chDB without holding the GIL."""
 
     def load() -> None:
         with contextlib.suppress(ImportError):  # the demo's own import then says what is missing
             import openai  # noqa: F401
             from opentelemetry.instrumentation.openai import OpenAIInstrumentor  # noqa: F401
+
+            # what OpenAIInstrumentor.instrument() imports for openai 1.x (the client's types, ~0.7 s of CPU)
+            importlib.import_module("opentelemetry.instrumentation.openai.v1")
+            from . import stub_llm  # noqa: F401
 
     thread = threading.Thread(target=load, name="spanledger-demo-preload", daemon=True)
     thread.start()
