@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-demo: $(VENV)/.installed        ## the main job: a day of LLM traffic through the real pipeline, then the top users
+demo: $(VENV)/.installed        ## the main job: a month of LLM traffic through the real pipeline, then what it shows
 	$(VENV)/bin/spanledger demo
 
 test: $(VENV)/.installed        ## every test (unit, integration, browser)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,19 @@ from typing import Any
 import pytest
 
 from spanledger import Store
-from spanledger._demo.demo import _TENANTS, UNPRICED_MODEL, plan_traffic
+from spanledger._demo.plan import PLANS, UNPRICED_MODEL, DemoCall, plan_month
 
 pytestmark = pytest.mark.integration
 
 EXACT_MONEY = re.compile(r"^\d+\.\d{12}$")
-PRO_TENANTS = {tenant for tenant, plan, _ in _TENANTS if plan == "pro"}
+PRO_TENANTS = {tenant for tenant, plan in PLANS.items() if plan == "pro"}
+UNTIL = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+"""Where the demo's month ends in both runs (the default, the start of the hour, could change in between)."""
+
+
+def plan_traffic() -> list[DemoCall]:
+    """The calls the demo sends (``--until UNTIL``, the default seed and size)."""
+    return plan_month(end=UNTIL).calls
 
 
 def _env() -> dict[str, str]:
@@ -76,7 +84,7 @@ class Seeded:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     dsn = f"chdb://{tmp_path_factory.mktemp('cli') / 'store'}"
-    demo = cli("demo", "--store", dsn, timeout=600)
+    demo = cli("demo", "--store", dsn, "--until", UNTIL.isoformat(), timeout=600)
     assert demo.returncode == 0, demo.stderr
     users = json.loads(ok("users", "--limit", "1000", "--format", "json", "--store", dsn))
     tenants = json.loads(ok("tenants", "--limit", "1000", "--format", "json", "--store", dsn))
@@ -235,7 +243,7 @@ def test_overview_agrees_with_users_and_tenants(seeded: Seeded) -> None:
 
 def test_daily_totals_match(seeded: Seeded) -> None:
     out = json.loads(ok("daily", "--format", "json", "--store", seeded.dsn))
-    assert 1 <= len(out["data"]) <= 2  # the last 24 h touch one or two UTC days
+    assert len(out["data"]) == (30 if UNTIL.hour == 0 else 31)  # the demo's 30 days touch 30 or 31 UTC days
     tenants = sum(_money(t) for t in seeded.tenants["data"]) + Decimal(seeded.tenants["no_tenant"]["cost"])
     assert sum(Decimal(r["cost"]) for r in out["data"]) == tenants
 
@@ -270,6 +278,8 @@ def test_schema_for_a_cluster() -> None:
         (("users", "--sort", "vibes"), "invalid choice: 'vibes'"),
         (("users", "--store", "ftp://example.com/db"), "bad store DSN"),
         (("daily", "--tag", "plan=pro", "--tag", "plan=free"), "--tag plan given twice"),
+        (("demo", "--until", "someday"), "bad date 'someday'"),
+        (("demo", "--until", "2999-01-01"), "the demo's month cannot end in the future"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], expected: str, tmp_path: Path) -> None:
@@ -348,7 +358,7 @@ def test_console_script_and_help() -> None:
 
 
 def test_a_second_demo_run_shows_the_same_numbers(seeded: Seeded) -> None:
-    again = cli("demo", "--store", seeded.dsn, timeout=600)
+    again = cli("demo", "--store", seeded.dsn, "--until", UNTIL.isoformat(), timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"Replaced {len(plan_traffic()):,} calls from an earlier demo run." in again.stdout
     users = json.loads(ok("users", "--limit", "1000", "--format", "json", "--store", seeded.dsn))

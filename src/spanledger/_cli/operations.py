@@ -36,11 +36,15 @@ def schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def demo(args: argparse.Namespace, console: Console) -> int:
-    from .._demo.demo import run_demo
+    from .._demo.demo import month_end, preload, run_demo
+    from .._query.timebound import parse_bound
 
+    until = month_end(parse_bound(args.until))  # a bad or future date: one line, before the store is opened
+    preload()  # the openai client's imports, while the store opens
     dsn = env_str("SPANLEDGER_STORE", args.store, DEFAULT_STORE)
     store = common.open_store(dsn)
-    return run_demo(store=store, calls=args.calls, seed=args.seed, console=console, show_store=args.store is not None)
+    show = args.store is not None
+    return run_demo(store=store, calls=args.calls, seed=args.seed, end=until, console=console, show_store=show)
 
 
 def status(args: argparse.Namespace, console: Console) -> int:

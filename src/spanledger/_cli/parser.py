@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Which of our customers costs us the most LLM spend? Exact USD per user and tenant.",
-        epilog="Start with `spanledger demo`, then `spanledger users --from 24h`.",
+        epilog="Start with `spanledger demo`, then `spanledger users --from 7d`.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -108,13 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         parents=[store],
-        help="send a simulated day of LLM traffic through the real pipeline, then show the top users",
-        description="Send a seeded, simulated day of LLM traffic (real OpenAI client and instrumentation "
-        "against a local stub server) through spanledger, then show who costs the most. Replaces what a "
-        "previous demo wrote to the same store; refuses to touch a database holding other data.",
+        help="send a simulated month of LLM traffic through the real pipeline, then show what it holds",
+        description="Send a seeded, simulated month of LLM traffic through spanledger (the last day as real "
+        "requests: OpenAI client and instrumentation against a local stub server), then show what the month "
+        "holds and who costs the most. Replaces what a previous demo wrote to the same store; refuses to touch "
+        "a database holding other data.",
     )
-    demo.add_argument("--calls", type=_positive, default=None, help="number of LLM calls (default 1500)")
-    demo.add_argument("--seed", type=int, default=None, help="random seed (default 7): same seed, same numbers")
+    demo.add_argument("--calls", type=_positive, default=None, help="LLM calls in the month (default 30000)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
+    demo.add_argument(
+        "--until",
+        metavar="WHEN",
+        help="the month ends here: ISO date/time (UTC), not in the future (default: the start of this hour); "
+        "the same seed and end, the same numbers",
+    )
     demo.set_defaults(handler="operations.demo")
 
     overview = sub.add_parser(

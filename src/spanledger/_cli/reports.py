@@ -22,6 +22,7 @@ from .._present.tables import (
     models_table,
     tenants_table,
     top_users_table,
+    unnamed_line,
     users_table,
 )
 from . import common
@@ -90,12 +91,9 @@ def ranked(args: argparse.Namespace, console: Console) -> int:
         table = users_table if users else tenants_table
         console.print(table(page, window, sort_by=args.sort, sort_dir=order, width=console.width))
         common.unpriced_note(console, sum(r.usage.unpriced_requests for r in page.rows))
-    if args.format == "table" and page.unnamed and page.unnamed.requests:
-        label, what = (UNATTRIBUTED_LABEL, "no user id") if users else (NO_TENANT_LABEL, "no tenant id")
-        console.print(
-            f"[italic]{label}[/]: {money(page.unnamed.cost)} over {plural(page.unnamed.requests, 'call')} with {what} "
-            f"(not counted among the {args.command})"
-        )
+    line = unnamed_line(page, users=users) if args.format == "table" else None
+    if line:
+        console.print(line)
     return 0
 
 

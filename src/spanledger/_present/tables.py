@@ -294,3 +294,14 @@ def calls_table(
             ]
         )
     return _build(title, caption, cols, cells, [""] * len(cols), width)
+
+
+def unnamed_line(page: Page[Any], *, users: bool) -> str | None:
+    """The line under a ranking for the calls with no user id (no tenant id): their spend, never a row."""
+    if not (page.unnamed and page.unnamed.requests):
+        return None
+    label, what = (UNATTRIBUTED_LABEL, "no user id") if users else (NO_TENANT_LABEL, "no tenant id")
+    return (
+        f"[italic]{label}[/]: {money(page.unnamed.cost)} over {plural(page.unnamed.requests, 'call')} with {what} "
+        f"(not counted among the {'users' if users else 'tenants'})"
+    )
