@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
+from .._billing import margins, statements
 from .._store.store import Store
 from . import detail, overview, rankings, series
 
@@ -47,3 +48,5 @@ class Ledger:
     totals = _on_store(overview.totals)
     overview = _on_store(overview.overview)
     daily = _on_store(series.daily)
+    statement = _on_store(statements.statement)
+    margins = _on_store(margins.margins)
