@@ -160,19 +160,28 @@ def test_inserts_during_a_reprice_are_neither_lost_nor_counted_twice(
             more = spans(5, FIRST + timedelta(minutes=sent[0] * 7 % 9000), step=timedelta(minutes=11))
             exporter.export(more)
             sent[0] += 5
-            time.sleep(0.01)
+            time.sleep(0.05)
 
+    command, mutated = store.command, []
+
+    def noting_the_mutation(sql: str, *args: Any, **kwargs: Any) -> Any:
+        if " UPDATE " in sql:
+            mutated.append(store.query("SELECT now64(3)").result_rows[0][0])
+        return command(sql, *args, **kwargs)
+
+    store.command = noting_the_mutation  # type: ignore[method-assign]
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
         time.sleep(0.3)
         began = store.query("SELECT now64(3)").result_rows[0][0]
-        report = Billing(store).reprice(start=FIRST, end=END, price_file=price_file, grace_seconds=0.5)
+        report = Billing(store).reprice(start=FIRST, end=END, price_file=price_file, grace_seconds=2.0)
         time.sleep(0.3)
     finally:
         stop.set()
         writer.join()
-    assert exporter.force_flush(30_000)
+        store.command = command  # type: ignore[method-assign]
+    assert exporter.force_flush(120_000)  # what waited in the spool goes in now, a spool segment per insert
     exporter.shutdown()
     assert report.verified is True and report.changed > 0
     count, distinct = store.query(
@@ -188,6 +197,13 @@ def test_inserts_during_a_reprice_are_neither_lost_nor_counted_twice(
     stored_before = [unpriced for at, unpriced in rows if at < began]
     assert stored_before and not any(stored_before)  # every call stored before it started is repriced
     assert any(unpriced for at, unpriced in rows if at >= began)  # the writer's later calls kept its own prices
+    # the writer held its inserts from the lease on (a second for an insert already under way) to the rewrite
+    held = store.query(
+        f"SELECT count() FROM {store.database}.{RAW_TABLE} WHERE inserted_at > {{a:DateTime64(3, 'UTC')}} "
+        "AND inserted_at < {b:DateTime64(3, 'UTC')}",
+        {"a": began + timedelta(seconds=1), "b": mutated[0]},
+    ).result_rows[0][0]
+    assert len(mutated) == 1 and mutated[0] - began > timedelta(seconds=2) and held == 0
 
 
 def test_reprice_from_the_command_line(tmp_path: Path, price_file: Path) -> None:
