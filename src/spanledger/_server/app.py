@@ -30,7 +30,7 @@ from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
 from .._store.dsn import redact as _redact
 from .._store.store import Store
-from . import api, pages
+from . import api, billing_api, billing_pages, pages
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 
@@ -219,6 +219,8 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(billing_api.router)  # billing: statements, margins, markups, revenue, reprice
+    app.include_router(billing_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
 
