@@ -7,6 +7,9 @@ and ask who costs what (:class:`Ledger`).
 
 from __future__ import annotations
 
+from ._billing.billing import Billing
+from ._billing.model import MarginRow, Markup, RepriceChange, RepriceReport, RevenueImport, Statement, StatementLine
+from ._billing.revenue import RevenueFileError
 from ._capture.attribution import (
     TAG_PREFIX,
     TENANT_ATTRIBUTE,
@@ -51,12 +54,15 @@ __all__ = [
     "TENANT_ATTRIBUTE",
     "UNATTRIBUTED_LABEL",
     "USER_ATTRIBUTE",
+    "Billing",
     "ConfigError",
     "CostExporter",
     "DailyRow",
     "InvalidCallError",
     "LLMCall",
     "Ledger",
+    "MarginRow",
+    "Markup",
     "ModelRow",
     "Overview",
     "Page",
@@ -65,7 +71,13 @@ __all__ = [
     "Pricer",
     "Recorded",
     "Recorder",
+    "RepriceChange",
+    "RepriceReport",
+    "RevenueFileError",
+    "RevenueImport",
     "SpanledgerError",
+    "Statement",
+    "StatementLine",
     "Store",
     "StoreError",
     "StoreLockedError",
