@@ -221,3 +221,24 @@ def test_bad_statement_requests_are_one_line(store_dsn: str, store: Store, capsy
     assert err.count("\n") == 1 and "bad period" in err
     assert main(["statement", "--tenant", "a", "--period", "2026-11", "--from", "7d", "--store", store_dsn]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_markups_from_the_command_line(store: Store, store_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["markup", "set", "20", "--tenant", "acme", "--note", "2026 contract", "--store", store_dsn]) == 0
+    assert main(["markup", "set", "7.5", "--store", store_dsn]) == 0
+    assert capsys.readouterr().out.splitlines() == ["Markup of tenant acme: 20%.", "Markup of default: 7.5%."]
+    assert main(["markup", "list", "--format", "json", "--store", store_dsn]) == 0
+    listed = json.loads(capsys.readouterr().out)["markups"]
+    assert [(m["label"], m["percent"], m["note"]) for m in listed] == [
+        ("tenant acme", "20", "2026 contract"),
+        ("default", "7.5", ""),
+    ]
+    assert main(["markup", "unset", "--tenant", "acme", "--store", store_dsn]) == 0
+    assert main(["markup", "unset", "--tenant", "acme", "--store", store_dsn]) == 0
+    assert capsys.readouterr().out.splitlines() == ["Removed.", "No such markup was set."]
+    assert [m.label for m in Billing(store).markups()] == ["default"]
+    assert main(["markup", "set", "--tenant", "acme", "--store", store_dsn]) == 2
+    assert "give the percentage" in capsys.readouterr().err
+    assert main(["markup", "set", "1e400", "--plan", "pro", "--store", store_dsn]) == 2
+    assert main(["markup", "set", "5", "--tenant", "a", "--user", "b", "--store", store_dsn]) == 2
+    assert capsys.readouterr().err.count("\n") == 2

@@ -207,7 +207,7 @@ def calls_of_day(
     params["day"] = day
     result = store.query(
         f"SELECT {REPRICE_COLUMNS} FROM {store.database}.{RAW_TABLE} WHERE toDate(timestamp) = {{day:Date}} AND {where} "
-        "ORDER BY timestamp",
+        "ORDER BY provider, model, timestamp",  # the pricer resolves a model's price once per minute: in a row
         params,
     )
     yield from result.result_rows

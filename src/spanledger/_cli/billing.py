@@ -95,7 +95,7 @@ def revenue(args: argparse.Namespace, console: Console) -> int:
 
 def markup(args: argparse.Namespace, console: Console) -> int:
     """``markup set PERCENT``, ``markup unset``, ``markup list`` (per --tenant, --user, --plan or the default)."""
-    billing = Billing(common.open_store(args.store, existing=args.action == "list"))
+    billing = Billing(common.open_store(args.store, existing=True))
     target = {"tenant": args.tenant, "user": args.user, "plan": args.plan}
     if args.action == "set":
         if args.percent is None:

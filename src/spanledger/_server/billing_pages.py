@@ -55,7 +55,7 @@ def _query(**pairs: str) -> str:
     return views.query(list(pairs.items()))
 
 
-@router.get("/tenants/{tenant_id}/statement", response_class=HTMLResponse)
+@router.get("/tenants/{tenant_id:path}/statement", response_class=HTMLResponse)
 def statement_page(request: Request, principal: Reader, tenant_id: str) -> Response:
     asked = "" if tenant_id == NO_TENANT_LABEL else params.text(tenant_id, "tenant") or ""
     if principal.role != "admin" and asked != principal.tenant:
