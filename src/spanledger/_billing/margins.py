@@ -11,7 +11,6 @@ from collections import defaultdict
 from decimal import Decimal
 
 from .._errors import ConfigError
-from .._model.usage import Usage
 from .._query.tiers import plan as tiers
 from .._query.timebound import TimeBound
 from .._store.store import Store
@@ -42,20 +41,18 @@ def margins(
     lo, hi = window(period=period, start=start, end=end)
     w = tiers(lo, hi)
     markups = Markups.load(store)
-    keys = ["tenant_id"] + (["user_id"] if by == "user" or markups.by_user else [])
-    groups = sql.usage_groups(store, w, keys, plans=markups.by_plan, tenant_id=tenant_id)
+    key = f"{by}_id"
+    groups = sql.usage_groups(store, w, [key], markups, tenant_id=tenant_id)
     cost: dict[str, list[Decimal]] = defaultdict(list)
     price: dict[str, list[Decimal]] = defaultdict(list)
     requests: dict[str, int] = defaultdict(int)
     unpriced: dict[str, int] = defaultdict(int)
     for row in groups:
-        usage = Usage.from_row(row)
-        customer = row["user_id"] if by == "user" else row["tenant_id"]
-        markup = markups.resolve(row["tenant_id"], row.get("user_id", ""), row["plan"])
-        cost[customer].append(usage.cost)
-        price[customer].append(marked_up(usage.cost, markup.percent))
-        requests[customer] += usage.requests
-        unpriced[customer] += usage.unpriced_requests
+        customer, spent = row[key], Decimal(row["cost"])
+        cost[customer].append(spent)
+        price[customer].append(marked_up(spent, markups.labelled(row["markup"]).percent))
+        requests[customer] += int(row["requests"])
+        unpriced[customer] += int(row["unpriced_requests"])
     revenue = sql.revenue_by_customer(store, w, kind=by, tenant_id=tenant_id)
     if tenant_id is not None and by == "tenant":
         revenue = {k: v for k, v in revenue.items() if k == tenant_id}

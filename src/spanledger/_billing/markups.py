@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from .._errors import ConfigError
 from .._store.store import Store
 from . import store as sql
-from .model import NO_MARKUP, SCOPES, Markup
+from .model import LOOKUP, NO_MARKUP, SCOPES, Markup
 
 MIN_PERCENT = Decimal(-100)
 MAX_PERCENT = Decimal(100_000)
@@ -68,20 +68,29 @@ class Markups:
 
     def __init__(self, items: Iterable[Markup]) -> None:
         self.items = sorted(items, key=lambda m: (SCOPES.index(m.scope), m.key))
-        self._by: dict[tuple[str, str], Markup] = {(m.scope, m.key): m for m in self.items}
-        self.by_user = any(m.scope == "user" for m in self.items)
+        self._by: dict[str, Markup] = {m.label: m for m in self.items}
+        self.by_user = bool(self.keys("user"))
         """Whether some user has a markup of their own: usage must then be read per user."""
-        self.by_plan = any(m.scope == "plan" for m in self.items)
+        self.by_plan = bool(self.keys("plan"))
         """Whether some plan has a markup: usage must then be read per plan tag."""
 
     @classmethod
     def load(cls, store: Store) -> Markups:
         return cls(sql.read_markups(store))
 
+    def keys(self, scope: str) -> list[str]:
+        """The users, tenants or plans with a markup of their own (``[""]`` for a default that is set)."""
+        return [m.key for m in self.items if m.scope == scope]
+
+    def labelled(self, label: str) -> Markup:
+        """The markup a label names (as the SQL built from :data:`LOOKUP` labels each call's)."""
+        return self._by.get(label, NO_MARKUP)
+
     def resolve(self, tenant_id: str, user_id: str, plan: str) -> Markup:
         """The markup of calls by ``user_id`` in ``tenant_id`` tagged ``plan``."""
-        for scope, key in (("user", user_id), ("tenant", tenant_id), ("plan", plan), ("default", "")):
-            found = self._by.get((scope, key))
+        columns = {"user_id": user_id, "tenant_id": tenant_id, "tags['plan']": plan}
+        for scope, column in LOOKUP:
+            found = self._by.get(f"{scope} {columns[column]}")
             if found is not None:
                 return found
-        return NO_MARKUP
+        return self._by.get("default", NO_MARKUP)

@@ -16,7 +16,10 @@ from .rounding import RULE
 
 Scope = Literal["user", "tenant", "plan", "default", "none"]
 """Where a markup comes from, most specific first; ``none`` when no markup applies (0 %)."""
-SCOPES: tuple[str, ...] = ("user", "tenant", "plan", "default")
+LOOKUP: tuple[tuple[str, str], ...] = (("user", "user_id"), ("tenant", "tenant_id"), ("plan", "tags['plan']"))
+"""Where a call's markup is looked up, in order: each scope and the call's column that names its key; then
+the default. The one definition of the order (the SQL that labels each call's markup is built from it)."""
+SCOPES: tuple[str, ...] = (*(scope for scope, _ in LOOKUP), "default")
 """The scopes a markup can be set for, in the order they are looked up."""
 MarginBy = Literal["tenant", "user"]
 

@@ -9,23 +9,23 @@ tokens and no cost. Rounding: :mod:`.rounding`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from .._errors import ConfigError
-from .._model.usage import Usage
 from .._query.tiers import plan as tiers
 from .._query.timebound import TimeBound
 from .._store.store import Store
 from . import store as sql
 from .markups import Markups
-from .model import Statement, StatementLine
+from .model import Markup, Statement, StatementLine
 from .periods import window
 from .rounding import allocate, exact_sum, marked_up, to_cents
 
 _TOKENS = sql.TOKEN_KINDS
+_KEYS = ("provider", "model")
+"""A statement's lines are per provider and model (and markup, which the store labels on each call)."""
 
 
 @dataclass(slots=True)
@@ -59,23 +59,20 @@ def statement(
     lo, hi = window(period=period, start=start, end=end, default_month=True)
     w = tiers(lo, hi)
     markups = Markups.load(store)
-    keys = ["tenant_id", "provider", "model"]
-    if markups.by_user or user_id is not None:
-        keys.insert(1, "user_id")
     scope = {"tenant_id": tenant_id, "user_id": user_id}
-    groups = sql.usage_groups(store, w, keys, plans=markups.by_plan, **scope)
-    unpriced = _unpriced_parts(store, w, keys, groups, markups.by_plan, scope)
+    groups = sql.usage_groups(store, w, _KEYS, markups, **scope)
+    unpriced = _unpriced_parts(store, w, groups, markups, scope)
 
-    priced_lines: dict[tuple[str, ...], tuple[_Part, Any]] = {}
+    priced_lines: dict[tuple[str, ...], tuple[_Part, Markup]] = {}
     unpriced_lines: dict[tuple[str, str], _Part] = {}
     totals = _Part()
     unpriced_tokens = 0
     for row in groups:
-        usage = Usage.from_row(row)
-        tokens = {k: int(getattr(usage, k)) for k in _TOKENS}
+        usage = _Usage(row)
+        tokens = {k: int(row[k]) for k in _TOKENS}
         totals.add(usage.requests, tokens)
         unpriced_tokens += usage.unpriced_tokens
-        gone = unpriced.get(_key(row, keys), (0, dict.fromkeys(_TOKENS, 0)))
+        gone = unpriced.get(_key(row), (0, dict.fromkeys(_TOKENS, 0)))
         if usage.unpriced_requests == usage.requests:
             gone = (usage.requests, tokens)
         if gone[0]:
@@ -83,10 +80,9 @@ def statement(
         requests = usage.requests - gone[0]
         if requests == 0:
             continue
-        markup = markups.resolve(row["tenant_id"], row.get("user_id", ""), row["plan"])
-        plan = row["plan"] if markup.scope == "plan" else ""  # a line per plan only where the plan sets the price
-        line_key = (row["provider"], row["model"], plan, markup.label, str(markup.percent))
-        part, _ = priced_lines.setdefault(line_key, (_Part(), markup))
+        markup = markups.labelled(row["markup"])
+        plan = markup.key if markup.scope == "plan" else ""
+        part, _ = priced_lines.setdefault((row["provider"], row["model"], plan, markup.label), (_Part(), markup))
         part.add(requests, {k: tokens[k] - gone[1][k] for k in _TOKENS})
         part.cost = exact_sum([part.cost, usage.cost])
         part.price = exact_sum([part.price, marked_up(usage.cost, markup.percent)])
@@ -136,17 +132,27 @@ def _line(provider: str, model: str, plan: str, part: _Part, markup: Any, amount
     )
 
 
-def _key(row: dict[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
-    return (*(row[k] for k in keys), row["plan"])
+class _Usage:
+    """The sums of one group (:data:`~.store.BILLED`)."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.requests = int(row["requests"])
+        self.cost = Decimal(row["cost"])
+        self.unpriced_requests = int(row["unpriced_requests"])
+        self.unpriced_tokens = int(row["unpriced_tokens"])
+
+
+def _key(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["provider"], row["model"], row["markup"])
 
 
 def _unpriced_parts(
-    store: Store, w: Any, keys: list[str], groups: list[dict[str, Any]], plans: bool, scope: dict[str, Any]
+    store: Store, w: Any, groups: list[dict[str, Any]], markups: Markups, scope: dict[str, Any]
 ) -> dict[tuple[str, ...], tuple[int, dict[str, int]]]:
     """The unpriced calls and tokens of the groups that hold priced and unpriced calls alike (a model priced
     only from some date, say): the rollups count their calls apart but not their tokens by kind."""
     mixed = sorted({(r["provider"], r["model"]) for r in groups if 0 < r["unpriced_requests"] < r["requests"]})
     if not mixed:
         return {}
-    rows = sql.unpriced_groups(store, w, keys, mixed, plans=plans, **scope)
-    return {_key(r, keys): (int(r["requests"]), {k: int(r[k]) for k in _TOKENS}) for r in rows}
+    rows = sql.unpriced_groups(store, w, _KEYS, markups, mixed, **scope)
+    return {_key(r): (int(r["requests"]), {k: int(r[k]) for k in _TOKENS}) for r in rows}
