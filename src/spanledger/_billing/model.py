@@ -164,6 +164,10 @@ class RepriceReport:
     days: list[str] = doc("UTC days whose rollups are rebuilt.", default_factory=list)
     verified: bool | None = doc("After a real run: rollups checked equal to llm_calls.", default=None)
     seconds: float = field(default=0.0, metadata={"doc": "How long it took."})
+    phases: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"doc": "Seconds spent reading and pricing (read_and_price), rewriting (rewrite), rebuilding."},
+    )
 
     @property
     def difference(self) -> Decimal:

@@ -112,7 +112,9 @@ def reprice(
         lease.take(store)
         time.sleep(grace_seconds)
     try:
+        scanning = time.monotonic()
         tallies, tenants, days = _run(store, report, pricer)
+        report.phases["read_and_price"] = time.monotonic() - scanning - report.phases.get("rewrite", 0.0)
         report.tenants = _changes(tenants, users=False)
         report.users = _changes(tallies, users=True)
         report.days = [d.isoformat() for d in sorted(days)]
@@ -120,7 +122,9 @@ def reprice(
             first, last = min(days), max(days)
             touched = sorted({tenant for (tenant, _), tally in tallies.items() if tally.changed})
             narrowed = touched if len(touched) <= MAX_REBUILD_TENANTS else None
+            rebuilding = time.monotonic()
             rebuilt = rebuild(store, start=first, end=last + timedelta(days=1), tenants=narrowed, grace_seconds=0)
+            report.phases["rebuild"] = time.monotonic() - rebuilding
             report.verified = rebuilt.verified and report.verified is not False
             if not rebuilt.verified:
                 _log.error("repriced rollups do not match llm_calls: %s", "; ".join(rebuilt.mismatches))
@@ -173,10 +177,12 @@ def _run(
 
 
 def _apply(store: Store, table: str, partition: int, report: RepriceReport, expected: int) -> None:
+    began = time.monotonic()
     try:
         done = sql.apply_prices(store, table, partition, report.start, report.end)
     finally:
         sql.drop_prices_table(store, table)
+        report.phases["rewrite"] = report.phases.get("rewrite", 0.0) + time.monotonic() - began
     if done != expected:
         _log.error("repricing month %s: %d calls hold their new price, %d expected", partition, done, expected)
         report.verified = False
