@@ -240,3 +240,31 @@ def test_reprice_from_the_command_line(tmp_path: Path, price_file: Path) -> None
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--to" in missing.stderr
     backwards = cli("--from", "2026-11-02", "--to", "2026-11-01")
     assert backwards.returncode == 2 and "ends before it starts" in backwards.stderr
+
+
+def test_a_repricing_that_fails_after_rewriting_still_leaves_the_rollups_equal_to_llm_calls(
+    store: Store, tmp_path: Path, price_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spanledger import StoreError
+    from spanledger._billing import store as billing_sql
+
+    october = datetime(2026, 10, 25, tzinfo=UTC)
+    store_calls(store, spans(120, october, step=timedelta(hours=3)), tmp_path)  # Oct 25 to Nov 8: two months
+    real = billing_sql.apply_prices
+    calls: list[int] = []
+
+    def second_month_fails(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise StoreError("the server went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(billing_sql, "apply_prices", second_month_fails)
+    with pytest.raises(StoreError, match="went away"):
+        Billing(store).reprice(start=october, end=END, price_file=price_file, grace_seconds=0)
+    assert len(calls) == 2 and rollups_match_raw(store)  # October was rewritten, and its rollups follow
+    assert lease.held(store) is None
+    monkeypatch.undo()
+    again = Billing(store).reprice(start=october, end=END, price_file=price_file, grace_seconds=0)
+    assert again.changed > 0 and {d[:7] for d in again.days} == {"2026-11"} and again.verified
+    assert rollups_match_raw(store)

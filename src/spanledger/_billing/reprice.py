@@ -129,6 +129,14 @@ def reprice(
             if not rebuilt.verified:
                 _log.error("repriced rollups do not match llm_calls: %s", "; ".join(rebuilt.mismatches))
             _log_run(store, report, started_at=now)
+    except BaseException:
+        if not dry_run and "rewrite" in report.phases:  # some calls were rewritten: their rollups must follow
+            _log.error("repricing failed after rewriting calls; rebuilding the window's rollups from llm_calls")
+            try:
+                rebuild(store, start=lo.date(), end=hi.date() + timedelta(days=1), grace_seconds=0)
+            except Exception:
+                _log.exception("could not rebuild: run `spanledger rebuild --from %s --to %s`", lo.date(), hi.date())
+        raise
     finally:
         if not dry_run:
             lease.release(store)
