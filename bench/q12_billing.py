@@ -6,7 +6,8 @@ Data: 10M calls over 30 days (100k users in 1,000 tenants, seven models, one unp
 
 * **Statement**: ``Ledger.statement`` of the heaviest tenant over the 30 days (edges inside hours, as a
   real period's are not), without markups (read from the daily rollups) and with user and plan markups set
-  (read per user and plan tag from the hourly rollups). Baseline: the same lines — requests, tokens and
+  (each call's markup labelled inside ClickHouse: the user rollups for user markups, ``llm_calls`` for plan
+  tags, which the daily rollups do not keep). Baseline: the same lines — requests, tokens and
   cost per provider and model — from a GROUP BY over ``llm_calls``; every line is compared exactly.
 * **Reprice**: ``reprice`` of the same 30 days with a price file that scales every catalog price (so every
   priced call changes; the unpriced model stays unpriced), in calls per second, end to end: read, price
@@ -154,7 +155,7 @@ def main() -> None:
         problems.append("statement lines with markups differ from the GROUP BY")
     rows.append(
         row(
-            "statement, same, with plan and user markups (per user and plan, hourly tier)",
+            "statement, same, with plan and user markups (markup labelled in ClickHouse)",
             "s",
             marked,
             base2,
