@@ -15,6 +15,9 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from ._billing.billing import Billing
+    from ._billing.model import MarginRow, Markup, RepriceChange, RepriceReport, RevenueImport, Statement, StatementLine
+    from ._billing.revenue import RevenueFileError
     from ._capture.attribution import (
         TAG_PREFIX,
         TENANT_ATTRIBUTE,
@@ -59,6 +62,9 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
 __version__ = "0.1.0"
 
 _WHERE: dict[str, str] = {
+    "._billing.revenue": "RevenueFileError",
+    "._billing.model": "MarginRow Markup RepriceChange RepriceReport RevenueImport Statement StatementLine",
+    "._billing.billing": "Billing",
     "._capture.attribution": "TAG_PREFIX TENANT_ATTRIBUTE USER_ATTRIBUTE UserAttributionProcessor attribute_to",
     "._capture.exporter": "COST_AMOUNT_ATTRIBUTE COST_CURRENCY_ATTRIBUTE CostExporter",
     "._capture.record": "Recorded Recorder record_call",
@@ -99,6 +105,7 @@ __all__ = [
     "TENANT_ATTRIBUTE",
     "UNATTRIBUTED_LABEL",
     "USER_ATTRIBUTE",
+    "Billing",
     "Bucket",
     "CallPage",
     "ConfigError",
@@ -107,6 +114,8 @@ __all__ = [
     "InvalidCallError",
     "LLMCall",
     "Ledger",
+    "MarginRow",
+    "Markup",
     "ModelRow",
     "Overview",
     "Page",
@@ -116,8 +125,14 @@ __all__ = [
     "Pricer",
     "Recorded",
     "Recorder",
+    "RepriceChange",
+    "RepriceReport",
+    "RevenueFileError",
+    "RevenueImport",
     "SegmentRow",
     "SpanledgerError",
+    "Statement",
+    "StatementLine",
     "Store",
     "StoreError",
     "StoreLockedError",

@@ -321,7 +321,7 @@ def test_explicit_prices_for_a_self_hosted_glob(price_file: Path) -> None:
         pricer,
     )
     assert call.cost == Decimal("0.1") + Decimal("0.01") + Decimal("0.2")
-    assert call.price_source == f"override:{price_file.name}"
+    assert call.price_source == f"override:{price_file.name}#1"  # the file's first rule
     assert call.price_model == "My-Llama-70B"
 
 
@@ -335,7 +335,7 @@ def test_multiplier_discounts_the_genai_prices_price(price_file: Path) -> None:
         make_call("gpt-4o-mini", input_tokens=1200, cache_read=1024, output_tokens=30), Pricer(price_file=price_file)
     )
     assert call.cost == Decimal("0.0001212") * Decimal("0.8")
-    assert call.price_source == f"override:{price_file.name}"
+    assert call.price_source == f"override:{price_file.name}#2"
 
 
 def test_multiplier_on_a_tiered_model(price_file: Path) -> None:
@@ -375,7 +375,19 @@ def test_rules_given_in_code_come_before_the_file(price_file: Path) -> None:
     rule = PriceRule(model="gpt-4o", input_mtok=Decimal("7"), output_mtok=Decimal("7"))
     call = priced(make_call("gpt-4o", input_tokens=10**6), Pricer(price_file=price_file, rules=[rule]))
     assert call.cost == Decimal("7")
-    assert call.price_source == f"override:{price_file.name}"
+    assert call.price_source == "override:rules#1"  # the code's rule, not the file's
+
+
+def test_a_named_rule_is_named_in_the_price_source(tmp_path: Path) -> None:
+    path = tmp_path / "deals.toml"
+    path.write_text('[[prices]]\nname = "acme-deal"\nmodel = "m"\ninput_mtok = "1"\noutput_mtok = "1"\n')
+    assert (
+        priced(make_call("m", input_tokens=10**6), Pricer(price_file=path)).price_source
+        == "override:deals.toml#acme-deal"
+    )
+    path.write_text('[[prices]]\nname = "a#b"\nmodel = "m"\ninput_mtok = "1"\noutput_mtok = "1"\n')
+    with pytest.raises(PriceFileError, match="name"):
+        load_price_file(path)
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,14 @@ def _open(dsn: str, *, existing: bool) -> Store:
     return store
 
 
+def local_ledger(args: argparse.Namespace, *, held: str) -> Ledger:
+    """The store's own ledger, for a question the server's API is not read back from (``held``: what to do
+    while ``spanledger serve`` holds the store)."""
+    from .._query.ledger import Ledger
+
+    return Ledger(open_store(args.store, existing=True, held=held))
+
+
 def ledger(args: argparse.Namespace) -> Ledger | RemoteLedger:
     """What answers a question: ``--server``'s API; else the running ``spanledger serve`` that holds the
     embedded store, if there is one (its API); else the store itself (a question never creates one)."""

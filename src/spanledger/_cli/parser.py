@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     rebuild.set_defaults(handler="operations.rebuild")
 
+    _billing(sub, store, output)
+
     serve = sub.add_parser(
         "serve",
         parents=[store],
@@ -253,3 +255,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler="operations.serve")
     return parser
+
+
+def _billing(sub: argparse._SubParsersAction[_Parser], store: _Parser, output: _Parser) -> None:
+    """Billing: ``statement``, ``margins``, ``revenue import``, ``markup``, ``reprice`` (``_cli/billing.py``)."""
+    period = _Parser(add_help=False)
+    period.add_argument("--period", metavar="YYYY-MM", help="a calendar month (UTC), or a day YYYY-MM-DD")
+    period.add_argument("--from", dest="start", metavar="WHEN", help="start: ISO date/time (UTC) or 7d, 24h ago")
+    period.add_argument("--to", dest="end", metavar="WHEN", help="end (exclusive), same forms")
+    statement = sub.add_parser(
+        "statement",
+        parents=[store, period, output],
+        help="a tenant's (or user's) statement: lines by model, markup, price, total",
+        description="Line items by provider and model (requests, tokens, cost), the markup that applies, the "
+        "customer's price and the total, for --period (default: this month) or --from/--to. Amounts are exact "
+        "until the total, which is rounded half up to the cent; the lines' cents add up to it.",
+    )
+    who = statement.add_argument_group("customer (one of, or both for a user in one tenant)")
+    who.add_argument("--tenant", metavar="ID", help="the tenant")
+    who.add_argument("--user", metavar="ID", help="the user (across their tenants unless --tenant is given)")
+    statement.set_defaults(handler="billing.statement")
+
+    margins = sub.add_parser(
+        "margins",
+        parents=[store, period, output],
+        help="revenue against cost per tenant or user, worst margin first",
+    )
+    margins.add_argument("--by", choices=("tenant", "user"), default="tenant", help="per tenant (default) or user")
+    margins.add_argument("--tenant", metavar="ID", help="only this tenant (and its users' calls)")
+    margins.set_defaults(handler="billing.margins")
+
+    revenue = sub.add_parser(
+        "revenue",
+        parents=[store],
+        help="import what customers paid (CSV, or Stripe's invoice-line export)",
+        description="Import a revenue CSV: customer_id, period (YYYY-MM) or date, amount, currency (USD), with "
+        "optional customer_type (tenant|user), tenant_id, id, description — or Stripe's invoice line items "
+        "(id, invoice_id, amount in cents, currency, period_start, and the customer's tenant_id / user_id "
+        "metadata). The whole file or nothing; importing the same file again changes nothing.",
+    )
+    revenue.add_argument("action", choices=("import",))
+    revenue.add_argument("file", metavar="FILE", help="the CSV file")
+    revenue.add_argument("--dry-run", action="store_true", help="check the file and say what would be imported")
+    revenue.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    revenue.set_defaults(handler="billing.revenue")
+
+    markup = sub.add_parser(
+        "markup",
+        parents=[store],
+        help="set, remove or list markups (per user, tenant, plan tag, or default)",
+        description="A markup is a percentage added to cost on statements (20 = +20 %%). A call's markup is its "
+        "user's, else its tenant's, else its plan tag's, else the default; none set is 0 %%.",
+    )
+    markup.add_argument("action", choices=("set", "unset", "list"))
+    markup.add_argument("percent", nargs="?", metavar="PERCENT", help="for set: 20, 12.5, -10 …")
+    target = markup.add_mutually_exclusive_group()
+    target.add_argument("--tenant", metavar="ID", help="this tenant's markup")
+    target.add_argument("--user", metavar="ID", help="this user's markup")
+    target.add_argument("--plan", metavar="PLAN", help="the markup of calls tagged plan=PLAN")
+    markup.add_argument("--note", default="", help="why (kept with the markup)")
+    markup.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    markup.set_defaults(handler="billing.markup")
+
+    reprice = sub.add_parser(
+        "reprice",
+        parents=[store],
+        help="recompute stored calls' costs with the current prices, and the rollups after them",
+        description="Price the calls of [--from, --to) again from their stored token counts (genai-prices and "
+        "--price-file / $SPANLEDGER_PRICE_FILE), rewrite those whose cost changes, rebuild the rollups of the "
+        "days touched, and print before/after per tenant and user. Unpriced calls with a price now become "
+        "priced; priced calls without one now are kept. --dry-run prints the same report and writes nothing. "
+        "spanledger writers of the store hold their inserts meanwhile (their spools keep accepting calls).",
+    )
+    reprice.add_argument("--from", dest="start", metavar="WHEN", required=True, help="start: ISO date or time (UTC)")
+    reprice.add_argument("--to", dest="end", metavar="WHEN", required=True, help="end (exclusive)")
+    reprice.add_argument("--provider", metavar="ID", help="only this provider's calls")
+    reprice.add_argument("--model", metavar="ID", help="only this model's calls")
+    reprice.add_argument("--price-file", metavar="FILE", help="price rules (default: $SPANLEDGER_PRICE_FILE)")
+    reprice.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    reprice.add_argument("--top", type=_positive, default=20, help="users to list in the table (default 20)")
+    reprice.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    reprice.set_defaults(handler="billing.reprice")

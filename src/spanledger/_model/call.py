@@ -68,7 +68,9 @@ class LLMCall:
     input_cost: Decimal | None = column(_COST, "The input tokens' part of the cost (USD).", default=None)
     output_cost: Decimal | None = column(_COST, "The output tokens' part of the cost (USD).", default=None)
     price_source: str = column(
-        "LowCardinality(String)", "Where the price came from: genai-prices <version> or override:<file>.", default=""
+        "LowCardinality(String)",
+        "What priced it: genai-prices <version>, or override:<file>#<rule name or number>.",
+        default="",
     )
     price_model: str = column("LowCardinality(String)", "The model id the price table matched.", default="")
     prompt: str = column("String", "The prompt, when content capture is on.", default="")

@@ -64,6 +64,8 @@ class PriceRule:
     """The rule applies to calls made on or after this UTC date."""
     until: date | None = None
     """The rule applies to calls made before this UTC date."""
+    name: str = ""
+    """How ``price_source`` names the rule (``override:<file>#<name>``); its number in the file otherwise."""
 
     def matches(self, provider: str, model: str, day: date) -> bool:
         if self.since is not None and day < self.since:
@@ -124,7 +126,7 @@ def load_price_file(path: str | Path) -> list[PriceRule]:
     if not isinstance(rows, list):
         raise PriceFileError(f"{path}: expected a list of rules under 'prices'")
     rules = []
-    allowed = {"model", "provider", "multiplier", "since", "until", *_PRICE_FIELDS}
+    allowed = {"model", "provider", "multiplier", "since", "until", "name", *_PRICE_FIELDS}
     for index, row in enumerate(rows, 1):
         where = f"{path.name} rule {index}"
         if not isinstance(row, dict) or not isinstance(row.get("model"), str) or not row["model"]:
@@ -132,12 +134,16 @@ def load_price_file(path: str | Path) -> list[PriceRule]:
         unknown = set(row) - allowed
         if unknown:
             raise PriceFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        name = row.get("name", "")
+        if not isinstance(name, str) or len(name) > 64 or any(ord(c) < 32 or c == "#" for c in name):
+            raise PriceFileError(f"{where}: name must be a short text without '#' or control characters")
         rule = PriceRule(
             model=row["model"],
             provider=str(row.get("provider", "*")),
             multiplier=_decimal(row.get("multiplier"), "multiplier", where),
             since=_date(row.get("since"), "since", where),
             until=_date(row.get("until"), "until", where),
+            name=name,
             **{f: _decimal(row.get(f), f, where) for f in _PRICE_FIELDS},
         )
         if rule.multiplier is None and (rule.input_mtok is None or rule.output_mtok is None):
@@ -204,10 +210,12 @@ class Pricer:
     def __init__(self, *, price_file: str | Path | None = None, rules: list[PriceRule] | None = None) -> None:
         file = env_str("SPANLEDGER_PRICE_FILE", str(price_file) if price_file is not None else None, "")
         self.rules: list[PriceRule] = list(rules or [])
-        self._file_label = ""
+        self._labels = [f"override:rules#{r.name or i}" for i, r in enumerate(self.rules, 1)]
+        """What ``price_source`` says for each rule: its file (or ``rules``, given in code) and its name or number."""
         if file:
-            self.rules.extend(load_price_file(file))
-            self._file_label = Path(file).name
+            loaded = load_price_file(file)
+            self.rules.extend(loaded)
+            self._labels += [f"override:{Path(file).name}#{r.name or i}" for i, r in enumerate(loaded, 1)]
         self._cache: OrderedDict[tuple[str, str, datetime], _Resolved] = OrderedDict()
         self._last: dict[tuple[str, str], tuple[datetime, datetime, _Resolved]] = {}
         self._models: dict[tuple[str, str], Any] = {}
@@ -292,8 +300,9 @@ class Pricer:
             call.flags.append("unpriced")
 
     def _resolve(self, provider: str, model: str, when: datetime) -> _Resolved:
-        rule = next((r for r in self.rules if r.matches(provider, model, when.date())), None)
-        source = f"override:{self._file_label or 'rules'}"
+        index = next((i for i, r in enumerate(self.rules) if r.matches(provider, model, when.date())), None)
+        rule = self.rules[index] if index is not None else None
+        source = self._labels[index] if index is not None else ""
         if rule is not None and rule.multiplier is None:
             assert rule.input_mtok is not None and rule.output_mtok is not None
             return _Linear.make(

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
+from .._billing import margins, statements
 from .._store.store import Store
 from . import calls as calls_
 from . import detail, menus, rankings, series
@@ -61,3 +62,5 @@ class Ledger:
     totals = _on_store(overview_.totals)
     overview = _on_store(overview_.overview)
     daily = _on_store(series.daily)
+    statement = _on_store(statements.statement)
+    margins = _on_store(margins.margins)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._billing.schema import billing_tables
 from .._model.call import CALL_COLUMNS
 from .._model.usage import METRICS
 
@@ -260,6 +261,7 @@ def migrations(db: str) -> list[Migration]:
         ),
         Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
+        Migration(7, "billing: markups, revenue, repricings", billing_tables(db)),
     ]
 
 
