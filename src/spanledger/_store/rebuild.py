@@ -112,6 +112,7 @@ def rebuild(
         report.seconds = time.monotonic() - started
         return report
     affected_tenants = _tenants_of(store, raw_filter, params, tenants, users)
+    nested = lease.held(store) == lease.holder()  # a forget holds it around its rebuild: it releases it, not us
     lease.take(store)
     try:
         time.sleep(grace_seconds)
@@ -131,7 +132,8 @@ def rebuild(
                     report.mismatches.append(f"{table} {partition}: {problem}")
             report.partitions.append(partition)
     finally:
-        lease.release(store)
+        if not nested:
+            lease.release(store)
     report.seconds = time.monotonic() - started
     return report
 
