@@ -39,6 +39,10 @@ from ._model.rows import (
 )
 from ._model.usage import Usage
 from ._pricing.pricer import PriceFileError, Pricer, PriceRule
+from ._privacy.forget import ForgetReport, UnknownIdError
+from ._privacy.propagation import IdsStayHome
+from ._privacy.pseudonym import Pseudonymizer
+from ._privacy.redact import Redactor
 from ._query.ledger import Ledger
 from ._store.store import Store
 
@@ -54,6 +58,8 @@ __all__ = [
     "ConfigError",
     "CostExporter",
     "DailyRow",
+    "ForgetReport",
+    "IdsStayHome",
     "InvalidCallError",
     "LLMCall",
     "Ledger",
@@ -63,8 +69,10 @@ __all__ = [
     "PriceFileError",
     "PriceRule",
     "Pricer",
+    "Pseudonymizer",
     "Recorded",
     "Recorder",
+    "Redactor",
     "SpanledgerError",
     "Store",
     "StoreError",
@@ -74,6 +82,7 @@ __all__ = [
     "TenantRow",
     "TopUser",
     "Totals",
+    "UnknownIdError",
     "Usage",
     "UserAttributionProcessor",
     "UserDetail",

@@ -130,6 +130,11 @@ class attribute_to(contextlib.ContextDecorator):
         return clone
 
 
+def own_keys(ctx: Context | None = None) -> frozenset[str]:
+    """The baggage keys :class:`attribute_to` set in this context (tags included)."""
+    return cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, ctx) or _NO_KEYS)
+
+
 def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """The span's attributes as a plain dict when the SDK keeps one (read-only use).
 

@@ -103,8 +103,9 @@ def forget(
     key: Pseudonymizer | str | bytes | None = None,
     spool_dir: str | Path | None = None,
     pipelines: Sequence[Pipeline] | None = None,
-    grace_seconds: float = GRACE_SECONDS,
-    wait_seconds: float = 10.0,
+    dry_run: bool = False,
+    grace_seconds: float | None = None,
+    wait_seconds: float | None = None,
 ) -> ForgetReport:
     """Forget ``user_id`` (in ``tenant`` only, when given) everywhere; see the module docs.
 
@@ -118,8 +119,11 @@ def forget(
         spool_dir: The spool root to search (default ``SPANLEDGER_SPOOL_DIR``, then beside the store); the spools
             of this process's pipelines for the store are searched too.
         pipelines: This process's pipelines writing to the store (default: the running one, if it writes here).
-        grace_seconds: How long to wait after taking the lease for inserts under way to finish.
-        wait_seconds: How long to wait, first, for other running processes to insert the user's spooled calls.
+        dry_run: Only count what would be forgotten (``rows``, ``spool_calls``); change nothing.
+        grace_seconds: How long to wait after taking the lease for other writers' inserts under way to finish
+            (default 3 s on a server; 0 for an embedded store, which no other process can write).
+        wait_seconds: How long to wait, first, for other running processes to insert the user's spooled calls
+            (default 10 s on a server, 0 for an embedded store).
 
     Raises:
         ConfigError: A bad mode or id, no key, a table that cannot be rewritten; :class:`UnknownIdError` when
@@ -153,6 +157,11 @@ def forget(
             "no call or row of this user id is in the ledger, its spools or its quarantine, and it was never "
             "forgotten: nothing was changed (check the id; a pseudonymized ledger needs the same SPANLEDGER_ID_KEY)"
         )
+    if dry_run:
+        report.rows = {table: n for table, n in found.items() if n}
+        report.spool_calls, report.running_spools = spooled.calls, spooled.running
+        report.seconds = time.monotonic() - started
+        return report
     pseudonym = None
     if mode == "anonymize":
         pseudonym = sql.pending_pseudonym(store, report.id_hash, scope) or random_pseudonym()
@@ -163,12 +172,13 @@ def forget(
     if pseudonym is not None and sql.pending_pseudonym(store, report.id_hash, scope) is None:
         sql.start_job(store, report.id_hash, scope, pseudonym)
     _log.info("forgetting a user (keyed hash %s…, %s)", report.id_hash[:12], mode)
-    _wait_for_running_spools(roots, edit, pipelines, wait_seconds)
+    server = store.kind == "http"  # an embedded store has one writer: this process
+    _wait_for_running_spools(roots, edit, pipelines, wait_seconds if wait_seconds is not None else 10.0 * server)
 
     nested = lease.held(store) == lease.holder()
     lease.take(store)
     try:
-        time.sleep(grace_seconds)
+        time.sleep(grace_seconds if grace_seconds is not None else GRACE_SECONDS * server)
         _hold_inserts(pipelines)
         spooled = forget_in_spools(roots, edit, pipelines=pipelines)
         report.spool_calls = spooled.calls

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .._store.store import Store
 from . import detail, overview, rankings, series
+
+if TYPE_CHECKING:
+    from .._privacy.forget import ForgetReport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,3 +50,10 @@ class Ledger:
     totals = _on_store(overview.totals)
     overview = _on_store(overview.overview)
     daily = _on_store(series.daily)
+
+    def forget(self, user_id: str, **options: Any) -> ForgetReport:
+        """Delete (``mode="delete"``) or anonymize (``mode="anonymize"``) one user's data everywhere; the one
+        method that writes. See :func:`spanledger._privacy.forget.forget` for the options and what it does."""
+        from .._privacy.forget import forget
+
+        return forget(self.store, user_id, **options)
