@@ -76,16 +76,20 @@ class attribute_to(contextlib.ContextDecorator):
             and is sent in the ``baggage`` header of outgoing requests. ``False`` keeps them in a
             private context key that no propagator sends.
         **tags: Other tags; each is copied onto spans as ``spanledger.tag.<key>``.
+
+    With ``SPANLEDGER_ID_KEY`` set, the user id (and the tenant id, when tenants are pseudonymized) is
+    stored as its pseudonym: baggage leaves the process too.
     """
 
     def __init__(
         self, user_id: object = None, tenant_id: object = None, *, propagate: bool = True, **tags: object
     ) -> None:
         values: dict[str, str] = {}
+        hasher = _pseudonymizer(None)
         if user_id is not None:
-            values["userId"] = str(user_id)
+            values["userId"] = str(user_id) if hasher is None else hasher(str(user_id))
         if tenant_id is not None:
-            values["tenantId"] = str(tenant_id)
+            values["tenantId"] = str(tenant_id) if hasher is None else hasher.tenant(str(tenant_id))
         for key, value in tags.items():
             if value is not None:
                 values[key] = str(value)

@@ -14,6 +14,7 @@ pseudonymisation on for the processor, the exporter, ``record_call``, the CLI an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -135,7 +136,13 @@ def resolve(pseudonymize: Pseudonymizer | bool | None) -> Pseudonymizer | None:
         return None
     if pseudonymize is True:
         return from_env(required=True)
-    return from_env() if _enabled_in_env() else None
+    return _env_cached(os.environ.get(KEY_ENV, ""), os.environ.get(MODE_ENV, "")) if _enabled_in_env() else None
+
+
+@functools.lru_cache(maxsize=4)
+def _env_cached(key: str, mode: str) -> Pseudonymizer | None:
+    """One pseudonymizer (and its cache of hashed ids) per key and mode the environment has held."""
+    return from_env()
 
 
 def lookup_id(value: str) -> str:
