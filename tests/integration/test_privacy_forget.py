@@ -274,3 +274,14 @@ def test_calls_waiting_in_this_process_s_spool_are_forgotten_before_they_are_ins
     exporter.shutdown()
     assert holding(store, "alice") == {} and files_holding(tmp_path / "spool", "alice") == []
     assert Ledger(store).user("bob").summary.usage.requests == 10  # type: ignore[union-attr]
+
+
+def test_forgetting_the_only_user_of_a_month_empties_its_partitions(store: Store, tmp_path: Path) -> None:
+    exporter = CostExporter(store, spool_dir=tmp_path / "spool")
+    exporter.export([llm_span(n, user="solo", start_ns=_BASE_NS - 40 * 24 * HOUR_NS + n * HOUR_NS) for n in range(5)])
+    exporter.export([llm_span(n, user="bob") for n in range(5, 10)])
+    assert exporter.force_flush(30_000)
+    exporter.shutdown()
+    report = forget(store, "solo", key=KEY, spool_dir=tmp_path / "spool")
+    assert report.verified and holding(store, "solo") == {}
+    assert tenant_costs(Ledger(store)) == {"acme": Decimal("0.0001212") * 5}

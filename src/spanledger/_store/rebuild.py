@@ -208,7 +208,10 @@ def _swap(
         where = f"toYYYYMM(r.timestamp) = {{rb_partition:UInt32}}{raw_scope}"
         store.command(f"INSERT INTO {db}.{aside} ({columns})\n{rollup_select(db, table, where)}", local)
         rows = int(store.query(f"SELECT count() FROM {db}.{aside}").result_rows[0][0])
-        store.command(f"ALTER TABLE {db}.{table} REPLACE PARTITION ID '{int(partition)}' FROM {db}.{aside}")
+        if rows:
+            store.command(f"ALTER TABLE {db}.{table} REPLACE PARTITION ID '{int(partition)}' FROM {db}.{aside}")
+        else:  # nothing left in the month (its only user forgotten): ClickHouse refuses to replace from empty
+            store.command(f"ALTER TABLE {db}.{table} DROP PARTITION ID '{int(partition)}'")
         return rows
     finally:
         try:
