@@ -76,7 +76,10 @@ class ForgetReport:
     already_forgotten: bool = False
     """Nothing was left to forget and a forget was recorded before: this run changed nothing."""
     verified: bool = True
-    """Afterwards no table, spool or quarantine entry (of this process or a stopped one) holds the id."""
+    """Afterwards no table, spool or quarantine entry (of this process or a stopped one) holds the id, and every
+    rebuilt rollup equals ``llm_calls``."""
+    problems: list[str] = field(default_factory=list)
+    """What is wrong when it is not verified."""
     seconds: float = 0.0
 
     @property
@@ -200,9 +203,12 @@ def forget(
         left = {t.table: n for t in targets if (n := sql.count_rows(store, t, ids, scope))}
         after = forget_in_spools(roots, edit, pipelines=pipelines, write=False)
         report.running_spools = after.running
-        report.verified = not left and not after.calls and rebuilt.verified
-        if left:
-            _log.error("forget left rows in %s", ", ".join(sorted(left)))
+        report.problems = [f"{table}: {n} rows left" for table, n in sorted(left.items())] + rebuilt.mismatches
+        if after.calls:
+            report.problems.append(f"{after.calls} calls left in spools or the quarantine")
+        report.verified = not report.problems
+        if report.problems:
+            _log.error("forget is not verified: %s", "; ".join(report.problems))
         if pseudonym is not None:
             sql.finish_job(store, report.id_hash, scope)
         report.seconds = time.monotonic() - started
