@@ -238,7 +238,12 @@ def _roots(store: Store, spool_dir: str | Path | None, pipelines: Sequence[Pipel
 
 
 def _forget_rows(
-    store: Store, target: sql.Target, ids: Sequence[str], tenant: str | None, pseudonym: str | None, report: Any
+    store: Store,
+    target: sql.Target,
+    ids: Sequence[str],
+    tenant: str | None,
+    pseudonym: str | None,
+    report: ForgetReport,
 ) -> None:
     if target.table not in ROLLUP_TABLES:
         report.rows[target.table] = sql.count_rows(store, target, ids, tenant)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._errors import ConfigError, StoreError
 from .._store import lease
-from .._store.schema import AUDIT_TABLE, JOBS_TABLE, RAW_TABLE
+from .._store.schema import AUDIT_TABLE, JOBS_TABLE
 from .._store.store import Store
 
 CONTENT_COLUMNS = ("prompt", "completion")
@@ -136,17 +136,6 @@ def anonymize_rows(store: Store, target: Target, ids: Sequence[str], tenant: str
             with contextlib.suppress(StoreError):
                 store.command(f"DROP TABLE IF EXISTS {db}.{aside} SYNC")
     return written
-
-
-def spend(store: Store, ids: Sequence[str], tenant: str | None) -> dict[str, Any]:
-    """What the raw table holds for these ids: calls and priced cost (for the report)."""
-    target = Target(RAW_TABLE, "MergeTree", True, CONTENT_COLUMNS)
-    row = store.query(
-        f"SELECT count(), sum(ifNull(cost, toDecimal64(0, 12))) FROM {store.database}.{RAW_TABLE} "
-        f"WHERE {_where(target, tenant)}",
-        _params(ids, tenant),
-    ).result_rows[0]
-    return {"calls": int(row[0]), "cost_usd": format(row[1], "f")}
 
 
 # --- the audit ---------------------------------------------------------------------------------------------------
