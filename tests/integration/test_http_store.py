@@ -20,6 +20,7 @@ from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
 from spanledger._pricing.pricer import Pricer
 from spanledger._store.schema import ROLLUP_TABLES
+from spanledger._store.schema import migrations as schema_migrations
 from spanledger.testing import llm_span
 from tests.support.ch_http import ClickHouseHTTPServer
 
@@ -114,6 +115,8 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "call_keys_mv",
         "llm_calls",
         "maintenance",
+        "privacy_audit",
+        "privacy_jobs",
         "schema_migrations",
         "usage_by_tenant_daily",
         "usage_by_tenant_daily_mv",
@@ -128,8 +131,8 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "usage_by_user_model_hourly",
         "usage_by_user_model_hourly_mv",
     ]
-    migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
-    assert migrations == [(1,), (2,), (3,), (4,), (5,)]
+    versions = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
+    assert versions == [(m.version,) for m in schema_migrations(first.database)]
 
 
 def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(
