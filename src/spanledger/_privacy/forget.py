@@ -121,7 +121,7 @@ def forget(
             ledger and for the audit record.
         spool_dir: The spool root to search (default ``SPANLEDGER_SPOOL_DIR``, then beside the store); the spools
             of this process's pipelines for the store are searched too.
-        pipelines: This process's pipelines writing to the store (default: the running one, if it writes here).
+        pipelines: This process's pipelines writing to the store (default: every open one for its DSN).
         dry_run: Only count what would be forgotten (``rows``, ``spool_calls``); change nothing.
         grace_seconds: How long to wait after taking the lease for other writers' inserts under way to finish
             (default 3 s on a server; 0 for an embedded store, which no other process can write).
@@ -142,10 +142,7 @@ def forget(
     scope = hasher.tenant(tenant) if tenant else None
     report = ForgetReport(mode=mode, id_hash=hasher.audit_hash(user_id), tenant=scope)
     targets = sql.targets(store)
-    if pipelines is None:
-        running = shared.running()
-        pipelines = [running] if running is not None and running.dsn == store.dsn else []
-    pipelines = [p for p in pipelines if not p._closed]
+    pipelines = shared.for_store(store.dsn) if pipelines is None else [p for p in pipelines if not p._closed]
     roots = _roots(store, spool_dir, pipelines)
     edit = Edit(frozenset(ids), scope)
 
