@@ -37,6 +37,7 @@ SCRIPTS = (
     ("q9", "q9_storage.py", True, 900),
     ("q10", "q10_redelivery.py", True, 2400),
     ("q12", "q12_billing.py", True, 5400),
+    ("q13", "q13_forget.py", True, 3600),
     ("q14", "q14_calls_explorer.py", True, 3600),
     ("q15", "q15_cli_startup.py", True, 900),
 )
@@ -53,6 +54,7 @@ QUESTIONS = {
     "q9": (9,),
     "q10": (10,),
     "q12": (12,),
+    "q13": (13,),
     "q14": (14,),
     "q15": (15,),
 }

@@ -56,12 +56,20 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
     )
     from ._model.usage import Usage
     from ._pricing.pricer import PriceFileError, Pricer, PriceRates, PriceRule
+    from ._privacy.forget import ForgetReport, UnknownIdError
+    from ._privacy.propagation import IdsStayHome
+    from ._privacy.pseudonym import Pseudonymizer
+    from ._privacy.redact import Redactor
     from ._query.ledger import Ledger
     from ._store.store import Store
 
 __version__ = "0.1.0"
 
 _WHERE: dict[str, str] = {
+    "._privacy.redact": "Redactor",
+    "._privacy.pseudonym": "Pseudonymizer",
+    "._privacy.propagation": "IdsStayHome",
+    "._privacy.forget": "ForgetReport UnknownIdError",
     "._billing.revenue": "RevenueFileError",
     "._billing.model": "MarginRow Markup RepriceChange RepriceReport RevenueImport Statement StatementLine",
     "._billing.billing": "Billing",
@@ -111,6 +119,8 @@ __all__ = [
     "ConfigError",
     "CostExporter",
     "DailyRow",
+    "ForgetReport",
+    "IdsStayHome",
     "InvalidCallError",
     "LLMCall",
     "Ledger",
@@ -123,8 +133,10 @@ __all__ = [
     "PriceRates",
     "PriceRule",
     "Pricer",
+    "Pseudonymizer",
     "Recorded",
     "Recorder",
+    "Redactor",
     "RepriceChange",
     "RepriceReport",
     "RevenueFileError",
@@ -143,6 +155,7 @@ __all__ = [
     "TenantRow",
     "TopUser",
     "Totals",
+    "UnknownIdError",
     "Usage",
     "UserAttributionProcessor",
     "UserDetail",

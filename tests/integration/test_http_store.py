@@ -20,6 +20,7 @@ from spanledger._capture.normalize import Normalizer
 from spanledger._ingest.codec import to_columns
 from spanledger._pricing.pricer import Pricer
 from spanledger._store.schema import ROLLUP_TABLES
+from spanledger._store.schema import migrations as schema_migrations
 from spanledger.testing import llm_span
 from tests.support.ch_http import ClickHouseHTTPServer
 
@@ -112,10 +113,15 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name", {"db": first.database}
     ).result_rows
     assert [t[0] for t in tables] == [
+        "billing_markups",
+        "billing_reprices",
+        "billing_revenue",
         "call_keys",
         "call_keys_mv",
         "llm_calls",
         "maintenance",
+        "privacy_audit",
+        "privacy_jobs",
         "schema_migrations",
         "usage_by_tenant_daily",
         "usage_by_tenant_daily_mv",
@@ -130,8 +136,8 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "usage_by_user_model_hourly",
         "usage_by_user_model_hourly_mv",
     ]
-    migrations = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
-    assert migrations == [(1,), (2,), (3,), (4,), (5,)]
+    versions = first.query(f"SELECT version FROM {first.database}.schema_migrations ORDER BY version").result_rows
+    assert versions == [(m.version,) for m in schema_migrations(first.database)]
 
 
 def test_exporter_and_ledger_over_http_match_the_embedded_store_exactly(

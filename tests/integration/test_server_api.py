@@ -237,6 +237,9 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         "/api/v1/markups",
         "/api/v1/revenue",
         "/api/v1/reprice",
+        "/api/v1/privacy/forget",
+        "/api/v1/privacy/audit",
+        "/api/v1/privacy/retention",
     }
     users = {p["name"] for p in spec["paths"]["/api/v1/users"]["get"]["parameters"]}
     assert users == {
@@ -249,7 +252,9 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
 def test_fuzzing_the_api_finds_no_server_error(app: FastAPI) -> None:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15 + 9  # and billing's: statement, margins (each also .csv), 3 markups, revenue, reprice
+    assert (
+        len(operations) == 15 + 9 + 3
+    )  # billing's: statement, margins (each also .csv), 3 markups, revenue, reprice; privacy's 3
     for operation in operations:
 
         @given(case=operation.as_strategy())

@@ -23,6 +23,8 @@ from opentelemetry.trace import get_current_span
 from opentelemetry.trace import propagation as trace_propagation
 
 from .._config import env_list
+from .._privacy.pseudonym import Pseudonymizer
+from .._privacy.pseudonym import resolve as _pseudonymizer
 
 USER_ATTRIBUTE = "enduser.id"
 """The span attribute holding the end user (OpenTelemetry's standard name)."""
@@ -74,16 +76,20 @@ class attribute_to(contextlib.ContextDecorator):
             and is sent in the ``baggage`` header of outgoing requests. ``False`` keeps them in a
             private context key that no propagator sends.
         **tags: Other tags; each is copied onto spans as ``spanledger.tag.<key>``.
+
+    With ``SPANLEDGER_ID_KEY`` set, the user id (and the tenant id, when tenants are pseudonymized) is
+    stored as its pseudonym: baggage leaves the process too.
     """
 
     def __init__(
         self, user_id: object = None, tenant_id: object = None, *, propagate: bool = True, **tags: object
     ) -> None:
         values: dict[str, str] = {}
+        hasher = _pseudonymizer(None)
         if user_id is not None:
-            values["userId"] = str(user_id)
+            values["userId"] = str(user_id) if hasher is None else hasher(str(user_id))
         if tenant_id is not None:
-            values["tenantId"] = str(tenant_id)
+            values["tenantId"] = str(tenant_id) if hasher is None else hasher.tenant(str(tenant_id))
         for key, value in tags.items():
             if value is not None:
                 values[key] = str(value)
@@ -128,6 +134,11 @@ class attribute_to(contextlib.ContextDecorator):
         return clone
 
 
+def own_keys(ctx: Context | None = None) -> frozenset[str]:
+    """The baggage keys :class:`attribute_to` set in this context (tags included)."""
+    return cast(frozenset[str], context.get_value(_EXPLICIT_TAGS_KEY, ctx) or _NO_KEYS)
+
+
 def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """The span's attributes as a plain dict when the SDK keeps one (read-only use).
 
@@ -154,6 +165,10 @@ class UserAttributionProcessor(SpanProcessor):
 
     Key lists fall back to ``SPANLEDGER_USER_KEYS``, ``SPANLEDGER_TENANT_KEYS`` and
     ``SPANLEDGER_TAG_KEYS`` (comma-separated), then to the defaults in this module.
+
+    ``pseudonymize`` (a :class:`~spanledger.Pseudonymizer`, ``True`` for ``SPANLEDGER_ID_KEY``, ``False`` for
+    off; by default on when ``SPANLEDGER_ID_KEY`` is set) writes each user id as its keyed hash, tenant ids
+    too when asked, and hashes the ids an instrumentation put on the span when it started.
     """
 
     def __init__(
@@ -162,7 +177,13 @@ class UserAttributionProcessor(SpanProcessor):
         user_keys: Sequence[str] | None = None,
         tenant_keys: Sequence[str] | None = None,
         tag_keys: Sequence[str] | None = None,
+        pseudonymize: Pseudonymizer | bool | None = None,
     ) -> None:
+        self._pseudonymize = _pseudonymizer(pseudonymize)
+        if self._pseudonymize is not None:
+            from .._privacy.spans import hashed_ids  # a cycle at import time: conventions needs this module
+
+            self._hashed_ids = hashed_ids
         self._user_keys = env_list("SPANLEDGER_USER_KEYS", user_keys, DEFAULT_USER_KEYS)
         self._tenant_keys = env_list("SPANLEDGER_TENANT_KEYS", tenant_keys, DEFAULT_TENANT_KEYS)
         tags = env_list("SPANLEDGER_TAG_KEYS", tag_keys, DEFAULT_TAG_KEYS)
@@ -176,6 +197,11 @@ class UserAttributionProcessor(SpanProcessor):
         attrs = span_attributes(span)
         if attrs and not _LLM_KEY_SET.isdisjoint(attrs):  # iterates the span's few keys, at C speed
             _mark_outer_duplicate(span, ctx.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(ctx))
+        pseudonymize = self._pseudonymize
+        if pseudonymize is not None and attrs:  # ids the instrumentation set as the span started
+            hashed = self._hashed_ids(attrs, pseudonymize)
+            if hashed:
+                span.set_attributes(hashed)
         values: Any = ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
         local = ctx.get(_LOCAL_KEY)
         if not values and not local:
@@ -195,7 +221,7 @@ class UserAttributionProcessor(SpanProcessor):
                 if user:
                     break
         if user:
-            attributes[USER_ATTRIBUTE] = str(user)
+            attributes[USER_ATTRIBUTE] = str(user) if pseudonymize is None else pseudonymize(str(user))
         tenant = values.get("tenantId") if "tenantId" in explicit else None
         if not tenant:
             for key in self._tenant_keys:
@@ -203,7 +229,7 @@ class UserAttributionProcessor(SpanProcessor):
                 if tenant:
                     break
         if tenant:
-            attributes[TENANT_ATTRIBUTE] = str(tenant)
+            attributes[TENANT_ATTRIBUTE] = str(tenant) if pseudonymize is None else pseudonymize.tenant(str(tenant))
         skip = self._identity_keys if not explicit else self._identity_keys | (_OWN_IDENTITY_KEYS & explicit)
         all_tags, tag_keys = self._all_tags, self._tag_keys
         for key, value in values.items():

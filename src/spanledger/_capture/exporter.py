@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,8 @@ from .._ingest import shared as _pipeline
 from .._ingest.pipeline import BatchResult, Pipeline
 from .._ingest.spool import Spool
 from .._model.call import LLMCall
+from .._privacy import pseudonym as _pseudonym
+from .._privacy import redact as _redact
 from .._store.dsn import parse as _parse
 from .._store.store import Store
 from .forward import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, Forwarder
@@ -67,6 +69,12 @@ class CostExporter(SpanExporter):
         dedup: Drop calls the store already holds before inserting (``SPANLEDGER_DEDUP``, on).
         dedup_window_hours: How long the store remembers a stored call for that
             (``SPANLEDGER_DEDUP_WINDOW_HOURS``, 48).
+        pseudonymize: Store and forward user ids (tenant ids too, if it says so) as their keyed hash: a
+            :class:`~spanledger.Pseudonymizer`, ``True`` for one keyed by ``SPANLEDGER_ID_KEY``, ``False`` for
+            ids in clear; by default on when ``SPANLEDGER_ID_KEY`` is set.
+        redact: What captured content goes through before it is stored or forwarded: a ``str -> str``
+            callable (then the built-in patterns), a :class:`~spanledger.Redactor`, or ``False`` for none; by
+            default the built-in patterns (``SPANLEDGER_REDACT=false`` turns them off). Only with content capture.
     """
 
     def __init__(
@@ -85,11 +93,18 @@ class CostExporter(SpanExporter):
         shutdown_timeout_ms: int | None = None,
         dedup: bool | None = None,
         dedup_window_hours: int | None = None,
+        pseudonymize: _pseudonym.Pseudonymizer | bool | None = None,
+        redact: _redact.Redactor | Callable[[str], str] | bool | None = None,
     ) -> None:
         target: str | Store = store if isinstance(store, Store) else _checked_dsn(store)
+        capture = env_bool("SPANLEDGER_CAPTURE_CONTENT", capture_content, False)
+        pseudonymizer = _pseudonym.resolve(pseudonymize)
+        redactor = _redact.resolve(redact) if capture else None
         self._normalizer = Normalizer(
-            capture_content=env_bool("SPANLEDGER_CAPTURE_CONTENT", capture_content, False),
+            capture_content=capture,
             max_content_chars=env_int("SPANLEDGER_MAX_CONTENT_CHARS", max_content_chars, 16_384, minimum=0),
+            pseudonymize=pseudonymizer,
+            redact=redactor,
         )
         self.pipeline: Pipeline = _pipeline.acquire(
             target,
@@ -103,7 +118,9 @@ class CostExporter(SpanExporter):
             dedup=dedup,
             dedup_window_hours=dedup_window_hours,
         )
-        self._forward = Forwarder(forward_to) if forward_to is not None else None
+        self._forward = (
+            Forwarder(forward_to, pseudonymize=pseudonymizer, redact=redactor) if forward_to is not None else None
+        )
         self._shutdown = False
 
     @property

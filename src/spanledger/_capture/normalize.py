@@ -14,7 +14,7 @@ Outcomes for a span, each counted by the exporter:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from .._model.call import LLMCall
+from .._privacy.pseudonym import Pseudonymizer
 from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, USER_ATTRIBUTE, span_attributes
 from .conventions import (
     AGENT_RUN_SPAN,
@@ -214,11 +215,24 @@ class Normalizer:
         capture_content: Keep prompts and completions (off by default: the ledger holds token counts,
             cost and tags only).
         max_content_chars: Per-field cap on kept content; longer text is cut and flagged.
+        pseudonymize: Store user ids (and tenant ids, when it says so) as their keyed hash, whichever
+            attribute named them.
+        redact: Runs on captured content before it is kept; when it raises, the content is dropped and the
+            call flagged ``redaction_failed``.
     """
 
-    def __init__(self, *, capture_content: bool = False, max_content_chars: int = 16_384) -> None:
+    def __init__(
+        self,
+        *,
+        capture_content: bool = False,
+        max_content_chars: int = 16_384,
+        pseudonymize: Pseudonymizer | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
+        self.pseudonymize = pseudonymize
+        self.redact = redact
 
     def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | str:
         """The span's :class:`LLMCall`, or the reason (``SKIP_*``) it is not one."""
@@ -275,6 +289,8 @@ class Normalizer:
             user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
         tenant_found = found.get("tenant")
         tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
+        if self.pseudonymize is not None:
+            user_id, tenant_id = self.pseudonymize(user_id), self.pseudonymize.tenant(tenant_id)
         tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
 
         start_ns = span.start_time if span.start_time is not None else now_ns
@@ -336,6 +352,13 @@ class Normalizer:
         if found is None:
             return ""
         text = _text(found[1])
+        if self.redact is not None:
+            # redacted before it is cut, with a margin, so a pattern at the cut is still recognised
+            try:
+                text = self.redact(text[: self.max_content_chars + 256])
+            except Exception:
+                call.flags.append("redaction_failed")
+                return ""
         if len(text) > self.max_content_chars:
             call.flags.append("content_truncated")
             text = text[: self.max_content_chars]

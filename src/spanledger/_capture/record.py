@@ -29,6 +29,8 @@ from .._errors import InvalidCallError, SpanledgerError
 from .._ingest import shared as _pipeline
 from .._ingest.pipeline import Pipeline
 from .._model.call import LLMCall
+from .._privacy.pseudonym import Pseudonymizer
+from .._privacy.pseudonym import resolve as _pseudonymizer
 from .._store.store import Store
 from .attribution import TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, UserAttributionProcessor
 from .conventions import normalize_provider
@@ -82,6 +84,8 @@ class Recorder:
         price_file: Price rules (``SPANLEDGER_PRICE_FILE``).
         spool_dir: Spool directory (``SPANLEDGER_SPOOL_DIR``).
         service_name: ``service.name`` stored with each call (default: none).
+        pseudonymize: Record user ids (and tenant ids, if it says so) as their keyed hash (see
+            :class:`CostExporter`; by default on when ``SPANLEDGER_ID_KEY`` is set).
         **pipeline_options: ``spool_max_bytes``, ``fsync``, ``flush_interval_ms``, ``max_block_rows``,
             ``shutdown_timeout_ms``, ``dedup``, ``dedup_window_hours`` (see :class:`CostExporter`).
     """
@@ -94,6 +98,7 @@ class Recorder:
         spool_dir: str | Path | None = None,
         service_name: str = "",
         pipeline: Pipeline | None = None,
+        pseudonymize: Pseudonymizer | bool | None = None,
         **pipeline_options: Any,
     ) -> None:
         if pipeline is not None:
@@ -103,7 +108,8 @@ class Recorder:
             self.pipeline = _pipeline.acquire(target, price_file=price_file, spool_dir=spool_dir, **pipeline_options)
             self._owned = True
         self.service_name = service_name
-        self._attribution = UserAttributionProcessor()
+        self._pseudonymize = _pseudonymizer(pseudonymize)
+        self._attribution = UserAttributionProcessor(pseudonymize=self._pseudonymize or False)
         self._closed = False
         try:  # a short script's only flush may come at exit, when nothing can be opened or imported any more
             self.pipeline.store.prepare_inserts()
@@ -195,6 +201,11 @@ class Recorder:
         self.close()
 
     # --- building the call -------------------------------------------------------------------------
+    def _hashed(self, value: str, *, tenant: bool = False) -> str:
+        if self._pseudonymize is None:
+            return value
+        return self._pseudonymize.tenant(value) if tenant else self._pseudonymize(value)
+
     def _build(
         self,
         *,
@@ -246,9 +257,9 @@ class Recorder:
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             reasoning_tokens=reasoning,
-            user_id=clean_id(_optional("user_id", user_id), flags, "user_id"),
+            user_id=self._hashed(clean_id(_optional("user_id", user_id), flags, "user_id")),
             user_source=user_source if user_id else "",
-            tenant_id=clean_id(_optional("tenant_id", tenant_id), flags, "tenant_id"),
+            tenant_id=self._hashed(clean_id(_optional("tenant_id", tenant_id), flags, "tenant_id"), tenant=True),
             tags={clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in merged.items()},
             is_error=error is not None and error is not False,
             error_type=_error_type(error),

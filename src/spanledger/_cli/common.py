@@ -57,7 +57,12 @@ def tags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def user_id(text: str) -> str:
-    return "" if text.strip() in ("", UNATTRIBUTED_LABEL) else text
+    """The stored id for one given on the command line: its keyed hash in a pseudonymized ledger."""
+    if text.strip() in ("", UNATTRIBUTED_LABEL):
+        return ""
+    from .._privacy.pseudonym import lookup_id
+
+    return lookup_id(text)
 
 
 def tenant_id(text: str | None) -> str | None:

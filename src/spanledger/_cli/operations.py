@@ -60,9 +60,14 @@ def status(args: argparse.Namespace, console: Console) -> int:
     report["spool"] = spool_status(Path(spool_root) if spool_root else default_spool_dir(dsn))
     try:
         held = "its /healthz and /api/v1/status (admin) show the store's state"
-        report["store_contents"] = store_status(common.open_store(dsn, existing=True, held=held))
+        opened = common.open_store(dsn, existing=True, held=held)
+        report["store_contents"] = store_status(opened)
+        from .._privacy.retention import report as retention_report
+
+        report["retention"] = retention_report(opened)
     except (StoreError, ConfigError) as exc:  # held by an exporter, or not made yet: what status is for
         report["store_contents"] = {"error": " ".join(str(exc).split())}
+        report["retention"] = {"error": "unknown: the store cannot be read"}
     if args.format == "json":
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
@@ -78,6 +83,11 @@ def status(args: argparse.Namespace, console: Console) -> int:
             f"  {count(contents['calls'])} calls, ${contents['cost_usd']} priced, "
             f"{count(contents['unpriced_calls'])} unpriced, last insert {contents['last_insert'] or '-'}"
         )
+    from .privacy import print_retention
+
+    retention = report["retention"]
+    assert isinstance(retention, dict)
+    print_retention(console, retention)
     console.print(f"[bold]spool[/]  {spool['spool_dir']}  ({count(spool['pending_bytes'])} bytes pending)")
     for owner in spool["owners"]:
         state = "running" if owner["alive"] else "gone (replayed by the next exporter)"

@@ -234,6 +234,41 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(handler="operations.rebuild")
 
     _billing(sub, store, output)
+    # --- privacy (issue 15): forget a user, retention ------------------------------------------------------
+    forget = sub.add_parser(
+        "forget",
+        parents=[store, tenant],
+        help="delete (or anonymize) one user's calls, rollups, spooled calls and rows in every table",
+        description="Forget a user everywhere: their rows in every table that has a user_id column, the rollups "
+        "(rebuilt, so tenant totals drop by exactly their spend), captured content, spooled and quarantined calls. "
+        "--mode anonymize replaces the id by a random pseudonym instead (totals unchanged, content removed). The id "
+        "may be given in clear: it is hashed with SPANLEDGER_ID_KEY (required: the audit record keeps a keyed hash, "
+        "never the id) for a pseudonymized ledger. Running it again is a no-op; an unknown id changes nothing.",
+    )
+    forget.add_argument("user_id", metavar="USER_ID", help="the user id as your application knows it")
+    forget.add_argument(
+        "--mode", choices=("delete", "anonymize"), default="delete", help="delete (default) or anonymize"
+    )
+    forget.add_argument(
+        "--spool-dir", metavar="DIR", help="spool directory (default: $SPANLEDGER_SPOOL_DIR, then beside the store)"
+    )
+    forget.add_argument("--dry-run", action="store_true", help="say what would be forgotten, change nothing")
+    forget.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    forget.set_defaults(handler="privacy.forget")
+
+    retention = sub.add_parser(
+        "retention",
+        parents=[store],
+        help="show or set how long raw calls, captured content and rollups are kept (ClickHouse TTLs)",
+        description="Without options, show the retention. With them, set it (DAYS: 1 or more, or 'forever'); "
+        "only what differs is changed. Writers apply SPANLEDGER_RETENTION_DAYS, SPANLEDGER_CONTENT_RETENTION_DAYS "
+        "and SPANLEDGER_ROLLUP_RETENTION_DAYS the same way when they open the store.",
+    )
+    retention.add_argument("--calls", metavar="DAYS", help="raw calls (llm_calls)")
+    retention.add_argument("--content", metavar="DAYS", help="captured prompts and completions (at most --calls)")
+    retention.add_argument("--rollups", metavar="DAYS", help="every rollup (at least --calls)")
+    retention.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    retention.set_defaults(handler="privacy.retention")
 
     serve = sub.add_parser(
         "serve",

@@ -8,6 +8,7 @@ sealed segments are read back from disk when it returns.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,59 @@ class Backlog:
     def seal(self) -> None:
         """Make the active file a segment, keeping its in-memory copy when that copy is complete."""
         with self.lock:
-            segment = self.spool.seal()
-            if segment is not None and self._active and sum(b.rows for b in self._active) == self._active_rows:
-                self._sealed[segment] = self._active
-                self._sealed_rows += self._active_rows
-            self._active = []
-            self._active_rows = 0
+            self._seal()
+
+    def _seal(self) -> None:
+        segment = self.spool.seal()
+        if segment is not None and self._active and sum(b.rows for b in self._active) == self._active_rows:
+            self._sealed[segment] = self._active
+            self._sealed_rows += self._active_rows
+        self._active = []
+        self._active_rows = 0
+
+    def rewrite(self, edit: Callable[[list[list[Any]]], tuple[list[list[Any]], int] | None]) -> int:
+        """Pass every waiting block through ``edit``, on disk and in memory: it returns ``None`` to leave a block as
+        it is, else the block's new columns (no rows: the block goes) and how many rows it changed or removed;
+        returns the sum of those counts.
+
+        The active file is sealed first; each changed segment is replaced atomically (:meth:`Spool.replace`), so
+        a crash leaves a segment as it was or as edited. Call it while the flusher holds its inserts (under the
+        maintenance lease): a block being inserted meanwhile would go in as it was.
+        """
+        changed = 0
+        with self.lock:
+            self._seal()
+            for segment in self.spool.ready_segments():
+                kept: list[bytes] = []
+                blocks: list[Block] = []
+                touched = False
+                for payload in self.spool.read(segment):
+                    try:
+                        columns, check = codec.decode_block(payload)
+                    except ValueError:
+                        kept.append(payload)  # unreadable here: left for the flusher to count
+                        continue
+                    outcome = edit(columns)
+                    if outcome is None:
+                        kept.append(payload)
+                        blocks.append(Block(columns, check))
+                        continue
+                    touched = True
+                    edited, affected = outcome
+                    changed += affected
+                    if codec.row_count(edited):
+                        kept.append(codec.encode(edited, check=check))
+                        blocks.append(Block(edited, check))
+                if not touched:
+                    continue
+                self.spool.replace(segment, kept)
+                old = self._sealed.pop(segment, None)
+                if old is not None:
+                    self._sealed_rows -= sum(b.rows for b in old)
+                    if kept:
+                        self._sealed[segment] = blocks
+                        self._sealed_rows += sum(b.rows for b in blocks)
+        return changed
 
     def segments(self) -> list[Path]:
         with self.lock:

@@ -168,6 +168,9 @@ class Pipeline:
                     self._store.set_dedup_window(self._window_hours)
                 except SpanledgerError as exc:  # the default window stays; never fatal
                     _log.warning("could not set the dedup window to %d hours: %s", self._window_hours, exc)
+                from .._privacy.retention import apply_from_env
+
+                apply_from_env(self._store)  # SPANLEDGER_*RETENTION_DAYS, when set; never fatal
             return self._store
 
     @property

@@ -44,6 +44,12 @@ def running() -> Pipeline | None:
         return next((p for p, _ in _shared.values() if not p._closed), None)
 
 
+def for_store(dsn: str) -> list[Pipeline]:
+    """Every open pipeline of this process that writes to the store ``dsn``."""
+    with _shared_lock:
+        return [p for p, _ in _shared.values() if not p._closed and p.dsn == dsn]
+
+
 def release(pipeline: Pipeline) -> None:
     """One user of ``pipeline`` is done; the last one shuts it down."""
     with _shared_lock:

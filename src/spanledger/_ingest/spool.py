@@ -20,7 +20,7 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .._errors import SpanledgerError
@@ -112,19 +112,16 @@ class Spool:
         """The intact records of a segment, in order; stops (and counts) at a torn or corrupt record."""
         with segment.open("rb") as f:
             data = f.read()
-        offset = 0
-        while offset < len(data):
-            if len(data) - offset < _HEADER.size:
-                self._corrupt(segment, offset, "truncated header")
-                return
-            magic, length, crc = _HEADER.unpack_from(data, offset)
-            start = offset + _HEADER.size
-            payload = data[start : start + length]
-            if magic != _MAGIC or length > _MAX_RECORD or len(payload) != length or zlib.crc32(payload) != crc:
-                self._corrupt(segment, offset, "bad checksum or length")
-                return
-            yield payload
-            offset = start + length
+        payloads, torn = records(data)
+        yield from payloads
+        if torn is not None:
+            self._corrupt(segment, *torn)
+
+    def replace(self, segment: Path, payloads: Sequence[bytes]) -> None:
+        """Replace a segment's records atomically (see :func:`write_records`); no records removes it."""
+        before = segment.stat().st_size
+        after = write_records(segment, payloads, fsync=self.fsync)
+        self._bytes = max(0, self._bytes - before + after)
 
     def remove(self, segment: Path) -> None:
         """Delete a segment whose every block is in the store."""
@@ -190,3 +187,45 @@ class Spool:
             self._fsync_dir()
             _log.warning("adopted %d unsent spool segment(s) left by a previous process; replaying", adopted)
         return adopted
+
+
+def records(data: bytes) -> tuple[list[bytes], tuple[int, str] | None]:
+    """The intact records of a spool file's bytes, and ``(offset, why)`` of a torn or corrupt one that ends them."""
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < _HEADER.size:
+            return out, (offset, "truncated header")
+        magic, length, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        payload = data[start : start + length]
+        if magic != _MAGIC or length > _MAX_RECORD or len(payload) != length or zlib.crc32(payload) != crc:
+            return out, (offset, "bad checksum or length")
+        out.append(payload)
+        offset = start + length
+    return out, None
+
+
+def write_records(path: Path, payloads: Sequence[bytes], *, fsync: bool = True) -> int:
+    """Make ``path`` hold exactly these records, atomically: written beside it, ``fsync``'d, renamed over it (a
+    crash leaves the old file or the new one, never a mix); no records deletes it. Returns the new size."""
+    if not payloads:
+        path.unlink(missing_ok=True)
+        size = 0
+    else:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        data = b"".join(_HEADER.pack(_MAGIC, len(p), zlib.crc32(p)) + p for p in payloads)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        size = len(data)
+    if fsync:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return size

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .._billing import margins, statements
 from .._store.store import Store
@@ -18,6 +18,9 @@ from . import calls as calls_
 from . import detail, menus, rankings, series
 from . import overview as overview_
 from . import segments as segments_
+
+if TYPE_CHECKING:
+    from .._privacy.forget import ForgetReport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,3 +67,10 @@ class Ledger:
     daily = _on_store(series.daily)
     statement = _on_store(statements.statement)
     margins = _on_store(margins.margins)
+
+    def forget(self, user_id: str, **options: Any) -> ForgetReport:
+        """Delete (``mode="delete"``) or anonymize (``mode="anonymize"``) one user's data everywhere; the one
+        method that writes. See :func:`spanledger._privacy.forget.forget` for the options and what it does."""
+        from .._privacy.forget import forget
+
+        return forget(self.store, user_id, **options)

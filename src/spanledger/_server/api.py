@@ -16,6 +16,7 @@ from .._errors import unknown_user
 from .._model.rows import NO_TENANT_LABEL, SORT_KEYS, UNATTRIBUTED_LABEL, Page, TenantRow
 from .._present import records
 from .._present.output import csv_lines
+from .._privacy.pseudonym import lookup_id
 from .._query.ledger import Ledger
 from .._query.sql import MAX_LIMIT
 from . import params
@@ -69,8 +70,9 @@ def ledger(request: Request) -> Ledger:
 
 
 def user_id_from_path(user_id: str) -> str:
-    """The stored id for a path segment: the unattributed label stands for ``""``."""
-    return "" if user_id == UNATTRIBUTED_LABEL else user_id
+    """The stored id for a path segment: the unattributed label stands for ``""``; a raw id is hashed in a
+    pseudonymized ledger (``SPANLEDGER_ID_KEY``), a pseudonym stays itself."""
+    return "" if user_id == UNATTRIBUTED_LABEL else lookup_id(user_id)
 
 
 def tenant_id_from_path(tenant_id: str) -> str:

@@ -15,6 +15,7 @@ from starlette.datastructures import QueryParams
 
 from .._errors import ConfigError
 from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL
+from .._privacy.pseudonym import lookup_id
 from .._query.timebound import parse_bound
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,9 +57,12 @@ def tenant(value: str | None) -> str | None:
 
 
 def user(value: str | None, name: str = "user") -> str | None:
-    """A user parameter: ``None`` when absent or empty, ``""`` for "(unattributed)" (the calls without one)."""
+    """A user parameter: ``None`` when absent or empty, ``""`` for "(unattributed)" (the calls without one); a
+    raw id is hashed in a pseudonymized ledger (``SPANLEDGER_ID_KEY``), as in a path."""
     checked = text(value, name)
-    return "" if checked == UNATTRIBUTED_LABEL else checked
+    if checked is None:
+        return None
+    return "" if checked == UNATTRIBUTED_LABEL else lookup_id(checked)
 
 
 def bound(value: str | None, name: str, *, now: datetime | None = None) -> datetime | None:

@@ -82,6 +82,11 @@ def rebuild(
     started = time.monotonic()
     report = RebuildReport(tables=list(tables))
     db = store.database
+    from .._privacy.retention import raw_horizon  # under a retention, llm_calls holds its last days only
+
+    horizon = raw_horizon(store)
+    if horizon is not None and (start is None or start < horizon):
+        start = horizon  # older days: the rollups outlive the calls, and are kept as they are
     params: dict[str, Any] = {}
     days = ""
     if start is not None:
@@ -112,6 +117,7 @@ def rebuild(
         report.seconds = time.monotonic() - started
         return report
     affected_tenants = _tenants_of(store, raw_filter, params, tenants, users)
+    nested = lease.held(store) == lease.holder()  # a forget holds it around its rebuild: it releases it, not us
     lease.take(store)
     try:
         time.sleep(grace_seconds)
@@ -120,7 +126,7 @@ def rebuild(
                 for _attempt in range(attempts):
                     lease.take(store)  # renewed as it goes
                     report.rows += _swap(store, table, partition, days, params, tenants, users, affected_tenants)
-                    problem = _check(store, table, partition)
+                    problem = _check(store, table, partition, horizon)
                     if not problem:
                         break
                     _log.warning(
@@ -131,7 +137,8 @@ def rebuild(
                     report.mismatches.append(f"{table} {partition}: {problem}")
             report.partitions.append(partition)
     finally:
-        lease.release(store)
+        if not nested:
+            lease.release(store)
     report.seconds = time.monotonic() - started
     return report
 
@@ -201,7 +208,10 @@ def _swap(
         where = f"toYYYYMM(r.timestamp) = {{rb_partition:UInt32}}{raw_scope}"
         store.command(f"INSERT INTO {db}.{aside} ({columns})\n{rollup_select(db, table, where)}", local)
         rows = int(store.query(f"SELECT count() FROM {db}.{aside}").result_rows[0][0])
-        store.command(f"ALTER TABLE {db}.{table} REPLACE PARTITION ID '{int(partition)}' FROM {db}.{aside}")
+        if rows:
+            store.command(f"ALTER TABLE {db}.{table} REPLACE PARTITION ID '{int(partition)}' FROM {db}.{aside}")
+        else:  # nothing left in the month (its only user forgotten): ClickHouse refuses to replace from empty
+            store.command(f"ALTER TABLE {db}.{table} DROP PARTITION ID '{int(partition)}'")
         return rows
     finally:
         try:
@@ -210,16 +220,17 @@ def _swap(
             _log.warning("could not drop %s.%s after a rebuild", db, aside, exc_info=True)
 
 
-def _check(store: Store, table: str, partition: str) -> str:
-    """'' when every day of the partition has the same requests and cost in the rollup as in llm_calls."""
+def _check(store: Store, table: str, partition: str, since: date | None = None) -> str:
+    """'' when every day of the partition (from ``since``) has the same requests and cost in the rollup as in
+    llm_calls."""
     db = store.database
     t = _time_column(table)
-    p = {"rb_partition": int(partition)}
+    p: dict[str, Any] = {"rb_partition": int(partition), "rb_since": since or date(1970, 1, 1)}
     raw = {
         r[0]: (int(r[1]), Decimal(r[2]))
         for r in store.query(
             f"SELECT toDate(timestamp) AS d, count(), sum(ifNull(cost, toDecimal64(0, 12))) FROM {db}.{RAW_TABLE} "
-            "WHERE toYYYYMM(timestamp) = {rb_partition:UInt32} GROUP BY d",
+            "WHERE toYYYYMM(timestamp) = {rb_partition:UInt32} AND toDate(timestamp) >= {rb_since:Date} GROUP BY d",
             p,
         ).result_rows
     }
@@ -227,7 +238,8 @@ def _check(store: Store, table: str, partition: str) -> str:
         r[0]: (int(r[1]), Decimal(r[2]))
         for r in store.query(
             f"SELECT toDate({t}) AS d, sum(requests), sum(cost) FROM {db}.{table} "
-            f"WHERE toYYYYMM({t}) = {{rb_partition:UInt32}} GROUP BY d HAVING sum(requests) > 0",
+            f"WHERE toYYYYMM({t}) = {{rb_partition:UInt32}} AND toDate({t}) >= {{rb_since:Date}} GROUP BY d "
+            "HAVING sum(requests) > 0",
             p,
         ).result_rows
     }

@@ -262,7 +262,39 @@ def migrations(db: str) -> list[Migration]:
         Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
         Migration(7, "billing: markups, revenue, repricings", billing_tables(db)),
+        Migration(8, "privacy: forget audit records and unfinished anonymizations", _privacy_tables(db)),
     ]
+
+
+AUDIT_TABLE = "privacy_audit"
+"""One row when a forget starts and one when it is done: when, mode, rows, a keyed hash of the id — never the id."""
+JOBS_TABLE = "privacy_jobs"
+"""An anonymization under way: the pseudonym it gives the id, so a run cut short finishes with the same one; the
+row is deleted when it is done."""
+
+
+def _privacy_tables(db: str) -> tuple[str, str]:
+    audit = f"""CREATE TABLE IF NOT EXISTS {db}.{AUDIT_TABLE} (
+    at DateTime64(3, 'UTC') DEFAULT now64(3),
+    id_hash String,
+    tenant_scope String,
+    mode LowCardinality(String),
+    state LowCardinality(String),
+    rows UInt64,
+    detail String,
+    holder String
+)
+ENGINE = MergeTree
+ORDER BY (id_hash, at)"""
+    jobs = f"""CREATE TABLE IF NOT EXISTS {db}.{JOBS_TABLE} (
+    id_hash String,
+    tenant_scope String,
+    pseudonym String,
+    started_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (id_hash, tenant_scope)"""
+    return audit, jobs
 
 
 def _added_metric(db: str, name: str) -> tuple[str, ...]:
