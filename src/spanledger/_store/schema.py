@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._customers.schema import customers_ddl
 from .._model.call import CALL_COLUMNS
 from .._model.usage import METRICS
+from .tool_schema import tool_ddl
 
 RAW_TABLE = "llm_calls"
 USER_ROLLUP = "usage_by_user_hourly"
@@ -260,6 +262,11 @@ def migrations(db: str) -> list[Migration]:
         ),
         Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
+        Migration(
+            9,
+            "customer profiles; tool calls and their hourly rollup",
+            (*customers_ddl(db), *tool_ddl(db, keys_table=KEYS_TABLE, dedup_window=DEDUP_WINDOW)),
+        ),
     ]
 
 
