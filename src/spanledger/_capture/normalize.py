@@ -7,6 +7,8 @@ ordered list of attribute names; the first one present wins.
 Outcomes for a span, each counted by the exporter:
 
 * an LLM call → an :class:`LLMCall` (with ``flags`` naming whatever had to be repaired);
+* a tool execution (OTel GenAI ``execute_tool``, OpenInference ``TOOL``, OpenLLMetry ``tool``, the Vercel AI
+  SDK's ``ai.toolCall``) → a :class:`ToolCall`, stored apart: never an LLM call, never priced;
 * not an LLM call (HTTP, DB, agent or workflow wrapper spans) → ``SKIP_NOT_LLM``;
 * an LLM span nested in another LLM span (two instrumentations of the same call) → ``SKIP_NESTED``.
 """
@@ -22,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from .._model.call import LLMCall
+from .._model.tool import ToolCall
 from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, USER_ATTRIBUTE, span_attributes
 from .conventions import (
     AGENT_RUN_SPAN,
@@ -33,6 +36,8 @@ from .conventions import (
     INPUT_KEYS,
     MODEL_KEYS,
     OPENINFERENCE_LLM_KINDS,
+    OPENINFERENCE_TOOL_KIND,
+    OPENLLMETRY_TOOL_KIND,
     OPERATION_KEYS,
     OUTPUT_KEYS,
     PROMPT_KEYS,
@@ -42,7 +47,11 @@ from .conventions import (
     RESPONSE_ID_KEYS,
     SPAN_TENANT_KEYS,
     SPAN_USER_KEYS,
+    TOOL_CALL_ID_KEYS,
+    TOOL_OPERATION,
+    TOOL_TYPE_KEYS,
     VERCEL_CALL_SPAN,
+    VERCEL_TOOL_SPAN,
     WRAPPER_OPERATIONS,
     normalize_provider,
 )
@@ -191,6 +200,22 @@ def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
     return "otel-genai"
 
 
+def _tool(attrs: Mapping[str, Any], name: str) -> tuple[object, str] | None:
+    """The tool a tool-execution span ran (as the span names it, maybe empty) and its convention; None for
+    any other span."""
+    if attrs.get("gen_ai.operation.name") == TOOL_OPERATION:
+        return attrs.get("gen_ai.tool.name") or name.removeprefix(TOOL_OPERATION).strip(), "otel-genai"
+    kind = attrs.get("openinference.span.kind")
+    if kind is not None and str(kind).upper() == OPENINFERENCE_TOOL_KIND:
+        return attrs.get("tool.name") or name, "openinference"
+    kind = attrs.get("traceloop.span.kind")
+    if kind is not None and str(kind).lower() == OPENLLMETRY_TOOL_KIND:
+        return attrs.get("traceloop.entity.name") or name.removesuffix(".tool"), "openllmetry"
+    if name == VERCEL_TOOL_SPAN:
+        return attrs.get("ai.toolCall.name"), "vercel-ai"
+    return None
+
+
 def _is_llm_call(attrs: Mapping[str, Any], name: str, found: _Found) -> bool:
     kind = attrs.get("openinference.span.kind")
     if kind is not None and str(kind).upper() not in OPENINFERENCE_LLM_KINDS:
@@ -220,15 +245,16 @@ class Normalizer:
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
 
-    def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | str:
-        """The span's :class:`LLMCall`, or the reason (``SKIP_*``) it is not one."""
+    def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | ToolCall | str:
+        """The span's :class:`LLMCall` or :class:`ToolCall`, or the reason (``SKIP_*``) it is neither."""
         attrs = span_attributes(span)
         name = span.name or ""
         if attrs.get(NESTED_ATTRIBUTE):
             return SKIP_NESTED
         found, tag_attrs = _scan(attrs)
         if not _is_llm_call(attrs, name, found):
-            return SKIP_NOT_LLM
+            tool = _tool(attrs, name)
+            return SKIP_NOT_LLM if tool is None else _tool_call(span, attrs, found, tag_attrs, tool, now_ns)
         flags: list[str] = []
         source = _detect_source(attrs, name)
 
@@ -268,40 +294,13 @@ class Normalizer:
             input_tokens += cache_read + cache_write
             flags.append("input_excluded_cache")
 
-        user_id, user_source = "", ""
-        user_found = found.get("user")
-        if user_found:
-            user_id = clean_id(user_found[1], flags, "user_id")
-            user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
-        tenant_found = found.get("tenant")
-        tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
-        tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
-
-        start_ns = span.start_time if span.start_time is not None else now_ns
-        end_ns = span.end_time or start_ns
-        duration_us = max(0, (end_ns - start_ns) // 1000)
-        if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:
-            flags.append("clock_skew")
-            start_ns = now_ns
-        is_error = span.status.status_code is StatusCode.ERROR
-        error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
-        if is_error and not error_type:
-            error_type = _text(
-                next(
-                    (
-                        e.attributes.get("exception.type", "")
-                        for e in span.events
-                        if e.name == "exception" and e.attributes
-                    ),
-                    "",
-                )
-                or "error"
-            )
+        user_id, user_source, tenant_id, tags = _attribution(found, tag_attrs, flags)
+        timestamp, duration_us = _timing(span, now_ns, flags)
+        is_error, error_type = _error(span, attrs)
         response_found = found.get("response_id")
-        resource_attrs = span.resource.attributes if span.resource else {}
 
         call = LLMCall(
-            timestamp=datetime.fromtimestamp(start_ns // 10**9, tz=UTC).replace(microsecond=(start_ns // 1000) % 10**6),
+            timestamp=timestamp,
             trace_id=span.context.trace_id if span.context else 0,
             span_id=span.context.span_id if span.context else 0,
             parent_span_id=span.parent.span_id if span.parent else 0,
@@ -319,10 +318,10 @@ class Normalizer:
             user_source=user_source,
             tenant_id=tenant_id,
             tags=tags,
-            is_error=is_error or "error.type" in attrs,
-            error_type=str(error_type)[:128],
+            is_error=is_error,
+            error_type=error_type,
             response_id=_text(response_found[1])[:128] if response_found else "",
-            service_name=str(resource_attrs.get("service.name", ""))[:128],
+            service_name=_service(span),
             source=source,
             flags=flags,
         )
@@ -340,6 +339,92 @@ class Normalizer:
             call.flags.append("content_truncated")
             text = text[: self.max_content_chars]
         return text
+
+
+def _attribution(
+    found: _Found, tag_attrs: list[tuple[str, Any]], flags: list[str]
+) -> tuple[str, str, str, dict[str, str]]:
+    """User id, where it came from (``attribution`` or ``span``), tenant id and tags, cleaned."""
+    user_id, user_source = "", ""
+    user_found = found.get("user")
+    if user_found:
+        user_id = clean_id(user_found[1], flags, "user_id")
+        user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
+    tenant_found = found.get("tenant")
+    tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
+    tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
+    return user_id, user_source, tenant_id, tags
+
+
+def _timing(span: ReadableSpan, now_ns: int, flags: list[str]) -> tuple[datetime, int]:
+    """When the span started (now, flagged ``clock_skew``, when its clock is implausible) and its duration (µs)."""
+    start_ns = span.start_time if span.start_time is not None else now_ns
+    end_ns = span.end_time or start_ns
+    duration_us = max(0, (end_ns - start_ns) // 1000)
+    if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:
+        flags.append("clock_skew")
+        start_ns = now_ns
+    return datetime.fromtimestamp(start_ns // 10**9, tz=UTC).replace(
+        microsecond=(start_ns // 1000) % 10**6
+    ), duration_us
+
+
+def _error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether the span failed (an error status or an ``error.type``) and the error's type."""
+    is_error = span.status.status_code is StatusCode.ERROR
+    error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
+    if is_error and not error_type:
+        error_type = _text(
+            next(
+                (e.attributes.get("exception.type", "") for e in span.events if e.name == "exception" and e.attributes),
+                "",
+            )
+            or "error"
+        )
+    return is_error or "error.type" in attrs, str(error_type)[:128]
+
+
+def _service(span: ReadableSpan) -> str:
+    resource_attrs = span.resource.attributes if span.resource else {}
+    return str(resource_attrs.get("service.name", ""))[:128]
+
+
+def _tool_call(
+    span: ReadableSpan,
+    attrs: Mapping[str, Any],
+    found: _Found,
+    tag_attrs: list[tuple[str, Any]],
+    tool: tuple[object, str],
+    now_ns: int,
+) -> ToolCall:
+    """A tool-execution span as a :class:`ToolCall`: attributed, timed and flagged like an LLM call."""
+    flags: list[str] = []
+    raw_name, source = tool
+    tool_name = clean_id(_text(raw_name), flags, "tool_name") if raw_name not in (None, "") else ""
+    if not tool_name:
+        flags.append("no_tool_name")
+    user_id, _source, tenant_id, tags = _attribution(found, tag_attrs, flags)
+    timestamp, duration_us = _timing(span, now_ns, flags)
+    is_error, error_type = _error(span, attrs)
+    tool_type, call_id = _first(attrs, TOOL_TYPE_KEYS), _first(attrs, TOOL_CALL_ID_KEYS)
+    return ToolCall(
+        timestamp=timestamp,
+        trace_id=span.context.trace_id if span.context else 0,
+        span_id=span.context.span_id if span.context else 0,
+        parent_span_id=span.parent.span_id if span.parent else 0,
+        duration_us=duration_us,
+        tool_name=tool_name,
+        tool_type=_text(tool_type[1])[:64] if tool_type else "",
+        tool_call_id=_text(call_id[1])[:128] if call_id else "",
+        user_id=user_id,
+        tenant_id=tenant_id,
+        tags=tags,
+        is_error=is_error,
+        error_type=error_type,
+        service_name=_service(span),
+        source=source,
+        flags=flags,
+    )
 
 
 def input_excludes_cache(

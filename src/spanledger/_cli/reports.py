@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, Page, UserDetail
 from .._present import records
+from .._present.customers import profile_lines, tools_table
 from .._present.numbers import count, money, when
 from .._present.output import write_csv, write_json
 from .._present.sorts import ranking_title
@@ -67,11 +68,15 @@ def ranked(args: argparse.Namespace, console: Console) -> int:
     order = args.order or "desc"
     paging: dict[str, Any] = {"sort_by": args.sort, "sort_dir": order, "page": args.page, "limit": args.limit}
     page: Page[Any] = (
-        ledger.users(tenant_id=args.tenant, **paging, **shared) if users else ledger.tenants(**paging, **shared)
+        ledger.users(tenant_id=args.tenant, include_inactive=args.include_inactive, **paging, **shared)
+        if users
+        else ledger.tenants(**paging, **shared)
     )
     shape = records.USER if users else records.TENANT
     if args.format == "json":
-        meta = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
+        meta: dict[str, Any] = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
+        if users:
+            meta["inactive"] = page.inactive
         write_json(records.page_record(page, shape, **meta), sys.stdout)
     elif args.format == "csv":
         write_csv(shape.records(page.rows), sys.stdout, columns=shape.columns)
@@ -90,7 +95,15 @@ def user(args: argparse.Namespace, console: Console) -> int:
     ledger = common.ledger(args)
     detail = ledger.user(user_id, start=window.start, end=window.end, tenant_id=args.tenant, calls=max(0, args.calls))
     if args.format == "json":
-        body = records.user_detail_record(user_id, detail.summary, detail.models, detail.daily, detail.calls)
+        body = records.user_detail_record(
+            user_id,
+            detail.summary,
+            detail.models,
+            detail.daily,
+            detail.calls,
+            profile=detail.profile,
+            tools=detail.tools,
+        )
         write_json({"window": window.as_dict(), **body}, sys.stdout)
     elif args.format == "csv":
         write_csv(records.MODEL.records(detail.models), sys.stdout, columns=records.MODEL.columns)
@@ -101,6 +114,10 @@ def user(args: argparse.Namespace, console: Console) -> int:
 
 def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: TimeRange) -> None:
     label = detail.user_id or UNATTRIBUTED_LABEL
+    if detail.profile is not None:
+        for line in profile_lines(detail.profile):
+            console.print(line)
+        console.print()
     if detail.summary is None:
         console.print(f"No LLM calls for [bold]{escape(label)}[/] ({window.describe()}).")
         if detail.user_id:
@@ -131,6 +148,8 @@ def _print_user(console: Console, ledger: Ledger, detail: UserDetail, window: Ti
     console.print(models_table(detail.models, title="Per model", caption=f"{len(detail.models)} models", width=width))
     days = f"{len(detail.daily)} days with calls (UTC)"
     console.print(daily_table(detail.daily, title="Per day", caption=days, width=width))
+    if detail.tools:
+        console.print(tools_table(detail.tools, title="Per tool", caption="tool executions", width=width))
     if detail.calls:
         console.print(calls_table(detail.calls, title=f"{len(detail.calls)} most recent calls", width=width))
 

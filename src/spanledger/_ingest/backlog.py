@@ -21,11 +21,12 @@ MEMORY_ROWS = 200_000
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Calls spooled together, as columns."""
+    """Records of one kind (LLM calls or tool executions) spooled together, as columns."""
 
     columns: list[list[Any]]
     check: bool
     """They may be in the store already (a client's re-delivery): look them up before inserting."""
+    kind: codec.Kind = codec.CALLS
 
     @property
     def rows(self) -> int:
@@ -46,16 +47,16 @@ class Backlog:
         self._sealed: dict[Path, list[Block]] = {}
         self._sealed_rows = 0
 
-    def append(self, columns: list[list[Any]], *, check: bool = False) -> int:
-        """Durably append one block (raises ``SpoolFullError`` at the cap); returns the rows waiting in the
-        active file. ``check``: the calls may be stored already (see :func:`.codec.encode`)."""
+    def append(self, columns: list[list[Any]], *, check: bool = False, kind: codec.Kind = codec.CALLS) -> int:
+        """Durably append one block of ``kind`` (raises ``SpoolFullError`` at the cap); returns the rows waiting
+        in the active file. ``check``: the records may be stored already (see :func:`.codec.encode`)."""
         rows = codec.row_count(columns)
-        payload = codec.encode(columns, check=check)
+        payload = codec.encode(columns, check=check, kind=kind)
         with self.lock:
             self.spool.append(payload)
             self._active_rows += rows
             if self.keep_in_memory and self._sealed_rows + self._active_rows <= self.memory_rows:
-                self._active.append(Block(columns, check))
+                self._active.append(Block(columns, check, kind))
             return self._active_rows
 
     def seal(self) -> None:
@@ -82,7 +83,8 @@ class Backlog:
         blocks, unreadable = [], 0
         for payload in self.spool.read(segment):
             try:
-                blocks.append(Block(*codec.decode_block(payload)))
+                record = codec.decode_record(payload)
+                blocks.append(Block(record.columns, record.check, record.kind))
             except ValueError:
                 unreadable += 1
         return blocks, True, unreadable

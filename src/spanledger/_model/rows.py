@@ -34,6 +34,10 @@ _USER = 'The user; "" for the calls that carried none (shown as "(unattributed)"
 _TENANT = 'The tenant; "" for the calls that carried none.'
 _USAGE = "Totals over the window."
 _NAME = 'The display name of their customer profile; "" when they have none.'
+_TENANT_NAME = 'The display name of the tenant\'s own profile; "" when it has none.'
+_TOOL_CALLS = "Tool executions attributed to the user (in the row's tenant) in the window."
+# Fields passed by keyword only (dataclasses.field, so that type checkers see it): they sit beside the field
+# they belong with, which the records keep, without breaking the positional order of the others.
 
 
 class _Labelled:
@@ -58,16 +62,14 @@ class UserRow(_Labelled):
     """One user and their totals: within one tenant in a ranking, across their tenants in a user's detail."""
 
     user_id: str = doc(_USER)
-    display_name: str = doc(_NAME, default="", kw_only=True)
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _NAME})
     tenant_ids: tuple[str, ...] = doc(
         "The tenants of the calls counted (one in a ranking: a row is a (tenant, user) pair)."
     )
     usage: Usage = doc(_USAGE)
     distinct_models: int = doc("Models that answered the user's calls (a failed call that reached none is not one).")
     top_model: str = doc("The model the user spent the most on in the window.")
-    tool_calls: int = doc(
-        "Tool executions attributed to the user (in the row's tenant) in the window.", default=0, kw_only=True
-    )
+    tool_calls: int = dataclasses.field(default=0, kw_only=True, metadata={"doc": _TOOL_CALLS})
 
     @property
     def tenant_id(self) -> str:
@@ -80,9 +82,7 @@ class TenantRow:
     """One tenant and its totals."""
 
     tenant_id: str = doc(_TENANT)
-    display_name: str = doc(
-        'The display name of the tenant\'s own profile; "" when it has none.', default="", kw_only=True
-    )
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _TENANT_NAME})
     usage: Usage = doc(_USAGE)
     active_users: int = doc("Distinct attributed users (ClickHouse uniq).")
 
@@ -102,7 +102,7 @@ class TopUser(_Labelled):
     """One user (within one tenant) in an :class:`Overview`: what a leaderboard shows, not every metric."""
 
     user_id: str = doc(_USER)
-    display_name: str = doc(_NAME, default="", kw_only=True)
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _NAME})
     tenant_id: str = doc(_TENANT)
     cost: Decimal = doc("Exact USD of the priced calls.")
     requests: int = doc("LLM calls.")

@@ -1,9 +1,9 @@
 """One tool execution, as the ledger stores it — and the one definition of its fields.
 
 Agents run tools between LLM calls (a search, a database query, a function the model asked for). Their spans
-(OpenTelemetry GenAI ``execute_tool``, OpenInference ``TOOL``, OpenLLMetry ``tool``) are stored as
-:class:`ToolCall` rows in ``tool_calls``, apart from LLM calls: they cost no tokens, and LLM-call counts and
-pricing never see them. Each :class:`ToolCall` field carries its ClickHouse type (the table, the spool codec
+(OpenTelemetry GenAI ``execute_tool``, OpenInference ``TOOL``, OpenLLMetry ``tool``, Vercel ``ai.toolCall``)
+are stored as :class:`ToolCall` rows in ``tool_calls``, apart from LLM calls: they cost no tokens, and
+LLM-call counts and pricing never see them. Each :class:`ToolCall` field carries its ClickHouse type (the table, the spool codec
 and the records derive from it). A tool's totals over a window are a :class:`~.rows.ToolRow`.
 """
 
@@ -34,7 +34,9 @@ class ToolCall:
     is_error: bool = column("UInt8", "Whether the tool failed.")
     error_type: str = column("LowCardinality(String)", "The error's type, when it failed.")
     service_name: str = column("LowCardinality(String)", "The service.name of the process that ran it.")
-    source: str = column("LowCardinality(String)", "How it was read: otel-genai, openinference, openllmetry.")
+    source: str = column(
+        "LowCardinality(String)", "How it was read: otel-genai, openinference, openllmetry, vercel-ai."
+    )
     flags: list[str] = column(
         "Array(LowCardinality(String))", "What normalisation had to repair.", default_factory=list
     )

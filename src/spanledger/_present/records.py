@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Literal, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .._model.call import CALL_COLUMNS, StoredCall
+from .._model.customer import Customer
 from .._model.rows import (
     UNATTRIBUTED_LABEL,
     DailyRow,
@@ -25,6 +26,7 @@ from .._model.rows import (
     Overview,
     Page,
     TenantRow,
+    ToolRow,
     TopUser,
     Totals,
     UserRow,
@@ -32,7 +34,9 @@ from .._model.rows import (
 from .._model.usage import DERIVED, METRICS, Usage
 from .numbers import decimal_string, iso
 
-Kind = Literal["str", "int", "int?", "float", "bool", "money", "money?", "time?", "date", "strings", "tags", "hex"]
+Kind = Literal[
+    "str", "str?", "int", "int?", "float", "bool", "money", "money?", "time?", "date", "strings", "tags", "hex"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,16 @@ def _getter(get: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
     return lambda row: getattr(get(row), name)
 
 
-_KINDS: dict[Any, Kind] = {str: "str", int: "int", bool: "bool", Decimal: "money", date: "date", float: "float"}
+_KINDS: dict[Any, Kind] = {
+    str: "str",
+    str | None: "str?",
+    int: "int",
+    bool: "bool",
+    Decimal: "money",
+    date: "date",
+    datetime | None: "time?",
+    float: "float",
+}
 
 
 def _kind(annotation: Any) -> Kind:
@@ -115,6 +128,10 @@ def _kind(annotation: Any) -> Kind:
         return _KINDS[annotation]
     if get_origin(annotation) is tuple:
         return "strings"
+    if get_origin(annotation) is dict:
+        return "tags"
+    if get_origin(annotation) is Literal and all(isinstance(v, str) for v in get_args(annotation)):
+        return "str"
     raise TypeError(f"no record kind for {annotation!r}")
 
 
@@ -142,6 +159,8 @@ MODEL = shape_of(ModelRow, "Model")
 DAILY = shape_of(DailyRow, "Day")
 TOP_USER = shape_of(TopUser, "TopUser", derived={"user_id": _LABELS})
 TOTALS = shape_of(Totals, "Totals")
+TOOL = shape_of(ToolRow, "Tool", derived={"tool_name": ("label",), "duration_us": ("avg_duration_ms",)})
+CUSTOMER = shape_of(Customer, "Customer", derived={"user_id": ("kind",)})
 
 
 def _call_kind(name: str, ch_type: str) -> Kind:
@@ -216,8 +235,12 @@ def user_detail_record(
     models: Sequence[ModelRow],
     daily: Sequence[DailyRow],
     calls: Sequence[StoredCall],
+    *,
+    profile: Customer | None = None,
+    tools: Sequence[ToolRow] = (),
 ) -> dict[str, Any]:
-    """One user's detail: summary (``null`` when no calls in the window), models, days, recent calls."""
+    """One user's detail: summary (``null`` when no calls in the window), models, days, recent calls, their
+    customer profile (``null`` for none) and executions per tool."""
     return {
         "user_id": user_id,
         "label": user_id or UNATTRIBUTED_LABEL,
@@ -225,4 +248,6 @@ def user_detail_record(
         "models": MODEL.records(models),
         "daily": DAILY.records(daily),
         "calls": CALL.records(calls),
+        "profile": CUSTOMER.record(profile) if profile else None,
+        "tools": TOOL.records(tools),
     }

@@ -1,4 +1,5 @@
-"""``Ledger``: who costs what — the public façade over the query modules.
+"""``Ledger``: who costs what — the public façade over the query modules (and the customer profiles that put
+names to the ids).
 
 Windows are exact to the microsecond: whole days come from the daily rollups, whole hours from the hourly
 rollups, the partial hours at either edge from the raw ``llm_calls`` table, in one query (``tiers``,
@@ -12,8 +13,9 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
+from .._customers import store as profiles
 from .._store.store import Store
-from . import detail, overview, rankings, series
+from . import detail, overview, rankings, series, tools
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +32,8 @@ def _on_store(question: Callable[Concatenate[Store, P], R]) -> Callable[Concaten
 
 
 class Ledger:
-    """Read-only questions about spend: who, which tenant, which model, which day.
+    """Questions about spend — who, which tenant, which model, which day, which tools — and the customer
+    profiles that name the users and tenants (the one thing it writes).
 
     Args:
         store: A DSN (default ``SPANLEDGER_STORE``) or an open :class:`Store`.
@@ -47,3 +50,7 @@ class Ledger:
     totals = _on_store(overview.totals)
     overview = _on_store(overview.overview)
     daily = _on_store(series.daily)
+    tools = _on_store(tools.tools)
+    customers = _on_store(profiles.listing)
+    customer = _on_store(profiles.get)
+    upsert_customers = _on_store(profiles.upsert_customers)

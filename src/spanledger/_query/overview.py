@@ -1,4 +1,5 @@
-"""A window at a glance: totals, the unattributed spend, the top users and tenants, the daily series."""
+"""A window at a glance: totals, the unattributed spend, the top users and tenants (with their customer
+profiles' names), the daily series."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from .._customers import store as profiles
 from .._model.rows import Overview, TenantRow, TopUser, Totals
 from .._model.usage import CALL_COST, Usage
 from .._store.schema import TENANT_DAILY_ROLLUP, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_ROLLUP, USERS_STATE
@@ -85,7 +87,13 @@ def overview(
     tenants = per_tenant(store, q, users=False, traces=False)
     names = [r["tenant_id"] for r in tenants[:top]]
     users = _active_users(store, q.window, names, tags)
-    top_tenants = [TenantRow(r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0)) for r in tenants[:top]]
+    shown = profiles.tenant_names(store, names)
+    top_tenants = [
+        TenantRow(
+            r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0), display_name=shown.get(r["tenant_id"], "")
+        )
+        for r in tenants[:top]
+    ]
     return Overview(
         totals=Totals(Usage.summed(tenants), active_users=attributed, tenants=len(tenants)),
         unattributed_cost=unattributed_cost,
@@ -119,8 +127,16 @@ LIMIT {top}"""
     rows = fetch(store, sql, q.params)
     if not rows:
         return [], 0, Decimal(0), 0
+    names = profiles.names(store, ((r["tenant_id"], r["user_id"]) for r in rows))
     out = [
-        TopUser(r["user_id"], r["tenant_id"], Decimal(r["cost"]), int(r["requests"]), int(r["unpriced_requests"]))
+        TopUser(
+            r["user_id"],
+            r["tenant_id"],
+            Decimal(r["cost"]),
+            int(r["requests"]),
+            int(r["unpriced_requests"]),
+            display_name=names.get((r["tenant_id"], r["user_id"]), ""),
+        )
         for r in rows
     ]
     first = rows[0]

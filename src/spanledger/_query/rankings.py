@@ -1,19 +1,26 @@
 """Rankings: a page of users or tenants sorted by a metric, and the ids alone for menus.
 
 A page is two queries: the ranking by the sort key alone over every matching row (one metric per key is
-what a ``GROUP BY`` over ~all users costs), then every metric for the page's rows only.
+what a ``GROUP BY`` over ~all users costs), then every metric for the page's rows only — and, for the page's
+rows only, one look-up each for their customer profiles' names and their tool executions. A search matches
+ids, and the names and e-mails of customer profiles (the profiles that match are found first, then ranked
+like any id that matches).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
+from .._customers import store as profiles
+from .._customers.schema import CUSTOMERS_TABLE
 from .._errors import ConfigError
 from .._model.rows import SORT_KEYS, Page, TenantRow, UserRow
 from .._model.usage import CALL_COST, Usage
 from .._store.schema import DAILY_OF, TENANT_ROLLUP, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
 from .._store.store import Store
+from . import tools
 from .overview import per_tenant
 from .sql import Query, check_paging, fetch, outer, raw_inner, rollup_inner
 from .tiers import TierPlan, plan
@@ -53,11 +60,17 @@ def users(
     tenant_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     traces: bool = True,
+    include_inactive: bool = False,
 ) -> Page[UserRow]:
     """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users.
 
-    ``traces=False`` leaves distinct traces uncounted (``usage.traces`` is ``None``): merging the trace
-    states of the heaviest users is the largest part of a page's cost.
+    ``search`` matches user ids, and the display names and e-mails of their customer profiles. Each row
+    carries its profile's ``display_name`` and its ``tool_calls``. ``traces=False`` leaves distinct traces
+    uncounted (``usage.traces`` is ``None``): merging the trace states of the heaviest users is the largest
+    part of a page's cost. ``include_inactive``: the customers with a profile and no calls (matching the
+    filters) in the window follow every user with calls, by tenant and user id, with zero usage; ``total``
+    counts them too and ``inactive`` says how many there are. The calls that carried no user are never one
+    of them.
     """
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
@@ -65,17 +78,65 @@ def users(
     # at high user counts and measured 4x slower than the raw table for it (bench Q5, 10M calls).
     q = Query(store.database, plan(start, end, rollups=not tags))
     q.where_equal("tenant_id", tenant_id)
-    q.where_search("user_id", search)
+    q.where_search("user_id", search, named=profiles.matching(store, search, tenant_id=tenant_id) if search else ())
     q.where_tags(tags)
     keys = ["tenant_id", "user_id"]
-    ranked, total = rank(store, q, USER_ROLLUP, keys, sort_by, sort_dir, limit, (page - 1) * limit)
+    offset = (page - 1) * limit
+    ranked, total = rank(store, q, USER_ROLLUP, keys, sort_by, sort_dir, limit, offset)
     pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
+    idle: list[tuple[str, str]] = []
+    inactive = 0
+    if include_inactive:
+        idle, inactive = _inactive(store, q, tenant_id, search, limit - len(pairs), max(0, offset - total))
     filled = _fill(store, q.window.by_day(), pairs, tags, traces=traces)
+    names = profiles.names(store, pairs + idle)
+    tool_calls = tools.per_pair(store, q.window, pairs + idle, tags)
     out = []
     for pair in pairs:
         r = filled[pair]
-        out.append(UserRow(pair[1], (pair[0],), Usage.from_row(r), int(r["models"]), r["top_model"]))
-    return Page(rows=out, total=total, page=page, limit=limit)
+        row = UserRow(pair[1], (pair[0],), Usage.from_row(r), int(r["models"]), r["top_model"])
+        out.append(replace(row, display_name=names.get(pair, ""), tool_calls=tool_calls.get(pair, 0)))
+    none = Usage.summed([])
+    for pair in idle:
+        out.append(
+            UserRow(
+                pair[1],
+                (pair[0],),
+                replace(none, traces=None if not traces else 0),
+                0,
+                "",
+                display_name=names.get(pair, ""),
+                tool_calls=tool_calls.get(pair, 0),
+            )
+        )
+    return Page(rows=out, total=total + inactive, page=page, limit=limit, inactive=inactive)
+
+
+def _inactive(
+    store: Store, q: Query, tenant_id: str | None, search: str | None, limit: int, offset: int
+) -> tuple[list[tuple[str, str]], int]:
+    """The customers with a user profile and no calls matching ``q`` in its window — ``limit`` of them from
+    ``offset``, by tenant and user id — and how many there are."""
+    active = q.union(
+        USER_ROLLUP, ["tenant_id", "user_id"], "0 AS k", "0 AS k", daily=DAILY_OF[USER_ROLLUP], grouped=False
+    )
+    where = ["user_id != ''", f"(tenant_id, user_id) NOT IN (SELECT DISTINCT tenant_id, user_id FROM ({active}))"]
+    if tenant_id is not None:
+        where.append(f"tenant_id = {{{q.bind(tenant_id)}:String}}")
+    if search:
+        s = q.bind(search)
+        matches = (
+            f"positionCaseInsensitiveUTF8({c}, {{{s}:String}}) > 0" for c in ("user_id", "display_name", "email")
+        )
+        where.append(f"({' OR '.join(matches)})")
+    source = f"{q.db}.{CUSTOMERS_TABLE} FINAL WHERE {' AND '.join(where)}"
+    if limit <= 0:
+        return [], int(fetch(store, f"SELECT count() AS n FROM {source}", q.params)[0]["n"])
+    sql = f"SELECT tenant_id, user_id, count() OVER () AS total_rows FROM {source} ORDER BY tenant_id, user_id LIMIT {limit} OFFSET {offset}"
+    rows = fetch(store, sql, q.params)
+    if not rows:
+        return [], int(fetch(store, f"SELECT count() AS n FROM {source}", q.params)[0]["n"])
+    return [(r["tenant_id"], r["user_id"]) for r in rows], int(rows[0]["total_rows"])
 
 
 def _fill(
@@ -120,13 +181,14 @@ def tenants(
     tenant_id: str | None = None,
     traces: bool = True,
 ) -> Page[TenantRow]:
-    """A page of tenants with their totals and active users (``tenant_id``: that tenant only);
-    ``traces=False`` as in :meth:`users`."""
+    """A page of tenants with their totals, active users and profile names (``tenant_id``: that tenant only;
+    ``search`` matches ids and the names and e-mails of tenants' own profiles); ``traces=False`` as in
+    :meth:`users`."""
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
     q = Query(store.database, plan(start, end))
     q.where_equal("tenant_id", tenant_id)
-    q.where_search("tenant_id", search)
+    q.where_search("tenant_id", search, named=profiles.matching(store, search, kind="tenant") if search else ())
     q.where_tags(tags)
     # Rank by the sort key alone, then count distinct traces and users for the page's tenants only:
     # the uniq states of a heavy tenant's traces cost ten times more to merge than every sum.
@@ -138,7 +200,11 @@ def tenants(
     pq.where_in("tenant_id", names)
     pq.where_tags(tags)
     by_name = {r["tenant_id"]: r for r in per_tenant(store, pq, users=True, traces=traces)}
-    out = [TenantRow(n, Usage.from_row(by_name[n]), int(by_name[n]["active_users"])) for n in names]
+    shown = profiles.tenant_names(store, names)
+    out = [
+        TenantRow(n, Usage.from_row(by_name[n]), int(by_name[n]["active_users"]), display_name=shown.get(n, ""))
+        for n in names
+    ]
     return Page(rows=out, total=total, page=page, limit=limit)
 
 

@@ -39,7 +39,19 @@ ToParam = Annotated[str | None, Query(alias="to", max_length=64, description="En
 TenantParam = Annotated[
     str | None, Query(max_length=256, description="Only this tenant (a tenant token may only name its own).")
 ]
-SearchParam = Annotated[str | None, Query(max_length=256, description="Case-insensitive substring of the id.")]
+SearchParam = Annotated[
+    str | None,
+    Query(
+        max_length=256, description="Case-insensitive substring of the id (users: or of a profile's name or e-mail)."
+    ),
+]
+InactiveParam = Annotated[
+    bool,
+    Query(
+        alias="includeInactive",
+        description="Also the customers with a profile and no calls in the window (zero usage, after the others).",
+    ),
+]
 TagParam = Annotated[
     list[str],
     Query(
@@ -137,6 +149,7 @@ def users(
     end: ToParam = None,
     tenant: TenantParam = None,
     tag: TagParam = [],  # noqa: B006 - FastAPI copies defaults
+    include_inactive: InactiveParam = False,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     result = ledger(request).users(
@@ -149,9 +162,10 @@ def users(
         end=hi,
         tenant_id=principal.scope(params.text(tenant, "tenant")),
         tags=params.tags(request.query_params),
+        include_inactive=include_inactive,
     )
     meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
-    return records.page_record(result, records.USER, **meta)
+    return records.page_record(result, records.USER, **meta, inactive=result.inactive)
 
 
 @router.get(
@@ -170,6 +184,7 @@ def users_csv(
     end: ToParam = None,
     tenant: TenantParam = None,
     tag: TagParam = [],  # noqa: B006
+    include_inactive: InactiveParam = False,
 ) -> StreamingResponse:
     lo, hi = params.window_bounds(start, end)
     query: dict[str, Any] = {
@@ -180,6 +195,7 @@ def users_csv(
         "end": hi,
         "tenant_id": principal.scope(params.text(tenant, "tenant")),
         "tags": params.tags(request.query_params),
+        "include_inactive": include_inactive,
     }
     led = ledger(request)
     first = led.users(page=1, limit=MAX_LIMIT, **query)  # errors surface now, before the response starts
@@ -219,7 +235,9 @@ def user(
     lo, hi = params.window_bounds(start, end)
     uid = params.text(user_id_from_path(user_id), "user id") or ""
     detail = ledger(request).user(uid, start=lo, end=hi, tenant_id=principal.scope(params.text(tenant, "tenant")))
-    body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
+    body = records.user_detail_record(
+        uid, detail.summary, detail.models, detail.daily, detail.calls, profile=detail.profile, tools=detail.tools
+    )
     return {"window": records.window_record(lo, hi), **body}
 
 

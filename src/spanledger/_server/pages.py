@@ -59,6 +59,8 @@ class Filters:
     sort_dir: str = "desc"
     page: int = 1
     limit: int = 50
+    inactive: bool = False
+    """Also the customers with a profile and no calls (the users table)."""
 
     def pairs(self) -> list[tuple[str, str]]:
         out = [("window", self.window.key)]
@@ -72,6 +74,8 @@ class Filters:
             out.append(("page", str(self.page)))
         if self.limit != 50:
             out.append(("limit", str(self.limit)))
+        if self.inactive:
+            out.append(("inactive", "1"))
         return out
 
     def url(self, path: str | None = None, **changes: Any) -> str:
@@ -93,6 +97,7 @@ class Filters:
         out = [("from", self.window.start.isoformat() if self.window.start else "")]
         out.append(("to", self.window.end.isoformat() if self.window.end else ""))
         out += [("search", self.search), ("tenant", self.tenant), ("sortBy", self.sort_by), ("sortDir", self.sort_dir)]
+        out += [("includeInactive", "true")] if self.inactive else []
         return out + [("tag", f"{k}={v}") for k, v in self.tags.items()]
 
 
@@ -116,6 +121,7 @@ def filters_for(request: Request, principal: Principal) -> Filters:
         sort_dir="asc" if q.get("sortDir") == "asc" else "desc",
         page=_int(q.get("page"), 1, 1, 1_000_000),
         limit=_int(q.get("limit"), 50, 1, MAX_LIMIT),
+        inactive=q.get("inactive") == "1",
     )
 
 
@@ -189,6 +195,7 @@ def users(request: Request, principal: Reader) -> Response:
         tenant_id=f.tenant or None,
         tags=f.tags or None,
         traces=False,  # the table does not show them; counting them is most of a page's cost
+        include_inactive=f.inactive,
     )
     pages = max(1, -(-result.total // f.limit))
     page_cost = sum((r.usage.cost for r in result.rows), Decimal(0))
@@ -200,6 +207,7 @@ def users(request: Request, principal: Reader) -> Response:
         f=f,
         rows=result.rows,
         total=result.total,
+        inactive=result.inactive,
         pages=pages,
         page_cost=page_cost,
         page_sizes=PAGE_SIZES,

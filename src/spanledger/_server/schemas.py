@@ -16,6 +16,7 @@ from .._present.records import Kind, Shape
 
 _TYPES: dict[Kind, Any] = {
     "str": str,
+    "str?": str | None,
     "int": int,
     "int?": int | None,
     "float": float,
@@ -49,6 +50,8 @@ DailyOut = model(records.DAILY)
 TopUserOut = model(records.TOP_USER)
 TotalsOut = model(records.TOTALS)
 CallOut = model(records.CALL)
+ToolOut = model(records.TOOL)
+CustomerOut = model(records.CUSTOMER)
 
 
 class WindowOut(BaseModel):
@@ -73,7 +76,14 @@ def _page(name: str, row: type[BaseModel]) -> type[BaseModel]:
     )
 
 
-UsersPage = _page("UsersPage", UserOut)
+UsersPage = create_model(
+    "UsersPage",
+    __base__=_page("UsersPageBase", UserOut),
+    inactive=(
+        int,
+        Field(description="Of total, customers with a profile and no calls in the window (includeInactive)."),
+    ),
+)
 TenantsPage = _page("TenantsPage", TenantOut)
 DailySeries = create_model(
     "DailySeries",
@@ -90,6 +100,8 @@ UserDetailOut = create_model(
     models=(list[ModelOut], ...),  # type: ignore[valid-type]
     daily=(list[DailyOut], ...),  # type: ignore[valid-type]
     calls=(list[CallOut], Field(description="The most recent calls, newest first.")),  # type: ignore[valid-type]
+    profile=(CustomerOut | None, Field(description="The user's customer profile; null when none.")),  # type: ignore[arg-type]
+    tools=(list[ToolOut], Field(description="Tool executions per tool, most used first.")),  # type: ignore[valid-type]
 )
 OverviewOut = create_model(
     "OverviewOut",
