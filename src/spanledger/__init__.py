@@ -16,8 +16,10 @@ from ._capture.attribution import (
 )
 from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
 from ._capture.record import Recorded, Recorder, record_call
+from ._customers.store import UpsertResult
 from ._errors import (
     ConfigError,
+    ImportRejected,
     InvalidCallError,
     SpanledgerError,
     StoreError,
@@ -25,6 +27,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._model.call import LLMCall, StoredCall
+from ._model.customer import Customer
 from ._model.rows import (
     UNATTRIBUTED_LABEL,
     DailyRow,
@@ -32,11 +35,13 @@ from ._model.rows import (
     Overview,
     Page,
     TenantRow,
+    ToolRow,
     TopUser,
     Totals,
     UserDetail,
     UserRow,
 )
+from ._model.tool import ToolCall
 from ._model.usage import Usage
 from ._pricing.pricer import PriceFileError, Pricer, PriceRule
 from ._query.ledger import Ledger
@@ -53,7 +58,9 @@ __all__ = [
     "USER_ATTRIBUTE",
     "ConfigError",
     "CostExporter",
+    "Customer",
     "DailyRow",
+    "ImportRejected",
     "InvalidCallError",
     "LLMCall",
     "Ledger",
@@ -72,8 +79,11 @@ __all__ = [
     "StoreUnavailableError",
     "StoredCall",
     "TenantRow",
+    "ToolCall",
+    "ToolRow",
     "TopUser",
     "Totals",
+    "UpsertResult",
     "Usage",
     "UserAttributionProcessor",
     "UserDetail",

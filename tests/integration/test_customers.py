@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from spanledger import ConfigError, CostExporter, Ledger, Store, testing
+from spanledger import ConfigError, CostExporter, ImportRejected, Ledger, Store, testing
 from spanledger._customers import store as profiles
-from spanledger._customers.profiles import ImportRejected, read_text
+from spanledger._customers.profiles import read_text
 from spanledger._customers.schema import CUSTOMERS_TABLE
 from spanledger._model.customer import Customer
 

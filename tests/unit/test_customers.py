@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from spanledger import ConfigError
-from spanledger._customers.profiles import MAX_ROWS, ImportRejected, changes_of, format_of, read_text
+from spanledger import ConfigError, ImportRejected
+from spanledger._customers.profiles import MAX_ROWS, changes_of, format_of, read_text
 from spanledger._model.customer import Customer
 
 SECRET_NAME = "Zoë Quartermaine"

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._customers import store as profiles
-from .._customers.profiles import ImportRejected, format_of, read_text
-from .._errors import ConfigError
+from .._customers.profiles import format_of, read_text
+from .._errors import ConfigError, ImportRejected
 from .._present import records
 from .._present.customers import customers_table, profile_lines, tools_table
 from .._present.output import write_csv, write_json

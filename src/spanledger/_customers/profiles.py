@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import ConfigError
+from .._errors import ConfigError, ImportRejected
 from .._model.customer import Customer
 
 MAX_ROWS = 100_000
@@ -32,8 +32,6 @@ MAX_PLAN_CHARS = 64
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
-SHOWN_ERRORS = 20
-"""Errors an :class:`ImportRejected` message lists (all of them are in ``errors``)."""
 
 _TEXT_FIELDS = {"display_name": MAX_NAME_CHARS, "email": MAX_EMAIL_CHARS, "plan": MAX_PLAN_CHARS}
 _ID_FIELDS = ("user_id", "tenant_id")
@@ -41,19 +39,6 @@ _KNOWN = frozenset({*_ID_FIELDS, *_TEXT_FIELDS, "metadata"})
 _META_PREFIX = "metadata."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-class ImportRejected(ConfigError):
-    """Rows that cannot be imported; nothing was written. ``errors`` holds one ``line N: …`` per problem."""
-
-    def __init__(self, errors: list[str], *, source: str = "") -> None:
-        self.errors = errors
-        self.source = source
-        shown = "; ".join(errors[:SHOWN_ERRORS]) + (
-            f"; … and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
-        )
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{len(errors)} bad row(s), nothing imported: {shown}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from .._customers import store as profiles
-from .._customers.profiles import MAX_ROWS, ImportRejected, change_of, read_text
+from .._customers.profiles import MAX_ROWS, change_of, read_text
+from .._errors import ImportRejected
 from .._present import records
 from .._query.sql import MAX_LIMIT
 from . import params
