@@ -1,7 +1,7 @@
 """The ``customers`` table: profiles written (only when something changed), read, searched, forgotten.
 
 Every statement that reads or writes profiles lives here; the query layer calls :func:`names`,
-:func:`tenant_names` and :func:`matching` to put names beside ids and to search by name or e-mail. Only ids
+:func:`tenant_names` and :func:`matching_keys` to put names beside ids and to search by name or e-mail. Only ids
 and counts are ever logged: names and e-mail addresses never reach a log.
 """
 
@@ -25,10 +25,11 @@ _log = logging.getLogger(__name__)
 
 _NAMES = [c.name for c in CUSTOMER_COLUMNS]
 _TYPES = [c.ch_type for c in CUSTOMER_COLUMNS]
+_COLUMNS = ", ".join(_NAMES)
 _CHUNK = 10_000
 """Keys per look-up statement (a bound array), however many a file holds."""
-MAX_MATCHES = 10_000
-"""Profiles a search by name or e-mail may match; beyond that the first ones (by key) count."""
+_WHOLE = 20_000
+"""Beyond this many keys, reading every profile once is cheaper than looking them up."""
 
 Kind = Literal["user", "tenant"]
 
@@ -51,14 +52,14 @@ class Forgotten:
     tool_calls: int
 
 
-def _customer(row: Mapping[str, Any]) -> Customer:
-    values = {name: row[name] for name in _NAMES}
-    values["metadata"] = dict(sorted(dict(values["metadata"] or {}).items()))
-    for key in ("created_at", "updated_at"):
-        at = values[key]
-        if isinstance(at, datetime):
-            values[key] = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return Customer(**values)
+def _customer(row: Sequence[Any]) -> Customer:
+    """A row of ``SELECT {_COLUMNS}`` (the table's columns in order) as a profile (times in UTC: the client
+    returns them naive). Written out: a large import reads every stored profile through it."""
+    tenant_id, user_id, display_name, email, plan, metadata, created, updated = row
+    metadata = dict(sorted(metadata.items())) if metadata else {}
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    updated = updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC)
+    return Customer(tenant_id, user_id, display_name, email, plan, metadata, created, updated)
 
 
 def _fetch(store: Store, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -70,18 +71,30 @@ def _table(store: Store) -> str:
     return f"{store.database}.{CUSTOMERS_TABLE} FINAL"
 
 
+def _rows(store: Store, where: str, params: Mapping[str, Any], tail: str = "") -> list[Customer]:
+    sql = f"SELECT {_COLUMNS} FROM {_table(store)} WHERE {where}{tail}"
+    return [_customer(row) for row in store.query(sql, dict(params)).result_rows]
+
+
 def current(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Customer]:
-    """The stored profiles of these ``(tenant_id, user_id)`` keys (absent keys have none)."""
-    wanted = sorted(set(keys))
-    out: dict[tuple[str, str], Customer] = {}
-    for begin in range(0, len(wanted), _CHUNK):
-        rows = _fetch(
-            store,
-            f"SELECT * FROM {_table(store)} WHERE (tenant_id, user_id) IN {{keys:Array(Tuple(String, String))}}",
-            {"keys": wanted[begin : begin + _CHUNK]},
-        )
-        out.update({(r["tenant_id"], r["user_id"]): _customer(r) for r in rows})
-    return out
+    """The stored profiles of these ``(tenant_id, user_id)`` keys (absent keys have none).
+
+    Found with plain string look-ups — users' profiles by user id, tenants' own by tenant — narrowed to the
+    keys here: ClickHouse parses a bound array of 10,000 tuples in 0.51 s, of 10,000 strings in 0.07 s
+    (measured, bench Q11). Beyond :data:`_WHOLE` keys (a large import) the table is read once instead.
+    """
+    wanted = set(keys)
+    found: list[Customer] = []
+    if len(wanted) > _WHOLE:
+        found = _rows(store, "1", {})
+    else:
+        users = sorted({user for _, user in wanted if user})
+        tenants = sorted({tenant for tenant, user in wanted if not user})
+        for begin in range(0, len(users), _CHUNK):
+            found += _rows(store, "user_id IN {v:Array(String)}", {"v": users[begin : begin + _CHUNK]})
+        if tenants:
+            found += _rows(store, "user_id = '' AND tenant_id IN {v:Array(String)}", {"v": tenants})
+    return {key: c for c in found if (key := (c.tenant_id, c.user_id)) in wanted}
 
 
 def upsert(
@@ -164,25 +177,25 @@ def find(store: Store, user_id: str, *, tenant_ids: Sequence[str] | None = None)
             return None
         params["t"] = list(tenant_ids)
         where += " AND tenant_id IN {t:Array(String)}"
-    rows = _fetch(store, f"SELECT * FROM {_table(store)} WHERE {where} ORDER BY tenant_id LIMIT 100", params)
-    found = {r["tenant_id"]: _customer(r) for r in rows}
+    found = {c.tenant_id: c for c in _rows(store, where, params, " ORDER BY tenant_id LIMIT 100")}
     order = list(tenant_ids) if tenant_ids is not None else sorted(found)
     return next((found[t] for t in order if t in found), None)
 
 
 def names(store: Store, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The display names of these ``(tenant_id, user_id)`` pairs that have one: one look-up by key for a
+    """The display names of these ``(tenant_id, user_id)`` pairs that have one: one look-up by user id for a
     page's users. The unattributed user (``""``) never gets a name (a tenant's own profile is not theirs)."""
-    wanted = sorted({p for p in pairs if p[1]})
+    wanted = {p for p in pairs if p[1]}
+    users = sorted({user for _, user in wanted})
     out: dict[tuple[str, str], str] = {}
-    for begin in range(0, len(wanted), _CHUNK):
+    for begin in range(0, len(users), _CHUNK):
         rows = _fetch(
             store,
             f"SELECT tenant_id, user_id, display_name FROM {_table(store)} "
-            "WHERE (tenant_id, user_id) IN {keys:Array(Tuple(String, String))} AND display_name != ''",
-            {"keys": wanted[begin : begin + _CHUNK]},
+            "WHERE user_id IN {u:Array(String)} AND display_name != ''",
+            {"u": users[begin : begin + _CHUNK]},
         )
-        out.update({(r["tenant_id"], r["user_id"]): r["display_name"] for r in rows})
+        out.update({key: r["display_name"] for r in rows if (key := (r["tenant_id"], r["user_id"])) in wanted})
     return out
 
 
@@ -205,24 +218,18 @@ _MATCH = (
 )
 
 
-def matching(store: Store, search: str, *, kind: Kind = "user", tenant_id: str | None = None) -> list[Any]:
-    """The keys of the profiles whose display name or e-mail contains ``search`` (case-insensitive): for a
-    ranking's search, which matches ids itself. ``(tenant_id, user_id)`` pairs of users, or tenant ids."""
-    params: dict[str, Any] = {"s": search}
-    where = _MATCH + (" AND user_id != ''" if kind == "user" else " AND user_id = ''")
-    if tenant_id is not None:
-        params["t"] = tenant_id
-        where += " AND tenant_id = {t:String}"
-    rows = _fetch(
-        store,
-        f"SELECT tenant_id, user_id FROM {_table(store)} WHERE {where} ORDER BY tenant_id, user_id LIMIT {MAX_MATCHES}",
-        params,
-    )
-    if len(rows) == MAX_MATCHES:
-        _log.warning("a profile search matched %d profiles or more; the first %d count", MAX_MATCHES, MAX_MATCHES)
+def matching_keys(db: str, search_param: str, *, kind: Kind = "user") -> str:
+    """A subquery of the keys of the profiles whose display name or e-mail contains the bound parameter
+    ``search_param`` (case-insensitive): for a ranking's search, which matches ids itself — ``(tenant_id,
+    user_id)`` of users' profiles, or ``tenant_id`` of tenants' own.
+
+    A subquery rather than the keys bound as an array: a name shared by 9,400 profiles searched 2.7x faster
+    that way over 300k calls (0.85 s against 2.3 s, bench Q11), the array of tuples being parsed in every tier.
+    """
+    match = _MATCH.replace("{s:String}", f"{{{search_param}:String}}")
     if kind == "user":
-        return [(r["tenant_id"], r["user_id"]) for r in rows]
-    return [r["tenant_id"] for r in rows]
+        return f"SELECT tenant_id, user_id FROM {db}.{CUSTOMERS_TABLE} FINAL WHERE user_id != '' AND {match}"
+    return f"SELECT tenant_id FROM {db}.{CUSTOMERS_TABLE} FINAL WHERE user_id = '' AND {match}"
 
 
 def listing(
@@ -252,12 +259,12 @@ def listing(
             "OR positionCaseInsensitiveUTF8(tenant_id, {s:String}) > 0)"
         )
     sql = (
-        f"SELECT *, count() OVER () AS total_rows FROM {_table(store)} WHERE {' AND '.join(where)} "
+        f"SELECT {_COLUMNS}, count() OVER () AS total_rows FROM {_table(store)} WHERE {' AND '.join(where)} "
         f"ORDER BY tenant_id, user_id LIMIT {limit} OFFSET {(page - 1) * limit}"
     )
-    rows = _fetch(store, sql, params)
-    total = int(rows[0]["total_rows"]) if rows else _count(store, where, params)
-    return Page(rows=[_customer(r) for r in rows], total=total, page=page, limit=limit)
+    rows = store.query(sql, params).result_rows
+    total = int(rows[0][-1]) if rows else _count(store, where, params)
+    return Page(rows=[_customer(r[:-1]) for r in rows], total=total, page=page, limit=limit)
 
 
 def _count(store: Store, where: list[str], params: Mapping[str, Any]) -> int:

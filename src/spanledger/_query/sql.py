@@ -6,7 +6,7 @@ Every user-supplied value reaches ClickHouse as a bound parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -102,15 +102,17 @@ class Query:
             self.filters.append(f"tags[{{{k}:String}}] = {{{v}:String}}")
             self.has_tags = True
 
-    def where_search(self, column: str, search: str | None, *, named: Sequence[Any] = ()) -> None:
-        """Rows whose ``column`` contains ``search`` (case-insensitive) — or, ``named``, whose key is one of these:
-        the ``(tenant_id, user_id)`` pairs (``column`` ``user_id``) or tenant ids whose profile matches it."""
+    def where_search(self, column: str, search: str | None, *, also: Callable[[str], str] | None = None) -> None:
+        """Rows whose ``column`` contains ``search`` (case-insensitive) — or, ``also``, whose key is in the subquery
+        it makes of the bound search parameter's name: ``(tenant_id, user_id)`` (``column`` ``user_id``) or
+        ``tenant_id`` of the customer profiles whose name or e-mail matches."""
         if not search:
             return
-        condition = f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0"
-        if named:
-            key, of = ("(tenant_id, user_id)", "Tuple(String, String)") if column == "user_id" else (column, "String")
-            condition = f"({condition} OR {key} IN {{{self.bind(list(named))}:Array({of})}})"
+        name = self.bind(search)
+        condition = f"positionCaseInsensitiveUTF8({column}, {{{name}:String}}) > 0"
+        if also is not None:
+            key = "(tenant_id, user_id)" if column == "user_id" else column
+            condition = f"({condition} OR {key} IN ({also(name)}))"
         self.filters.append(condition)
 
     def where_in(self, column: str, values: list[str]) -> None:
