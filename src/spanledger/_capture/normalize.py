@@ -15,17 +15,14 @@ Outcomes for a span, each counted by the exporter:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
 
 from .._model.call import LLMCall
 from .._model.tool import ToolCall
-from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, USER_ATTRIBUTE, span_attributes
+from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, span_attributes
 from .conventions import (
     AGENT_RUN_SPAN,
     CACHE_AWARE_OPERATIONS,
@@ -36,8 +33,6 @@ from .conventions import (
     INPUT_KEYS,
     MODEL_KEYS,
     OPENINFERENCE_LLM_KINDS,
-    OPENINFERENCE_TOOL_KIND,
-    OPENLLMETRY_TOOL_KIND,
     OPERATION_KEYS,
     OUTPUT_KEYS,
     PROMPT_KEYS,
@@ -47,24 +42,27 @@ from .conventions import (
     RESPONSE_ID_KEYS,
     SPAN_TENANT_KEYS,
     SPAN_USER_KEYS,
-    TOOL_CALL_ID_KEYS,
-    TOOL_OPERATION,
-    TOOL_TYPE_KEYS,
     VERCEL_CALL_SPAN,
-    VERCEL_TOOL_SPAN,
     WRAPPER_OPERATIONS,
     normalize_provider,
 )
+from .spans import MAX_ID_CHARS as MAX_ID_CHARS
+from .spans import Found as _Found
+from .spans import attribution as _attribution
+from .spans import clean_id as clean_id
+from .spans import error as _error
+from .spans import first as _first
+from .spans import service as _service
+from .spans import text as _text
+from .spans import timing as _timing
+from .tools import tool_call as _tool_call
+from .tools import tool_of as _tool
 
 SKIP_NOT_LLM: Final = "not_llm"
 SKIP_NESTED: Final = "nested_duplicate"
 
 MAX_TOKENS: Final = 10**10
 """Token counts above this are treated as corrupt (no real call reads ten billion tokens)."""
-MAX_ID_CHARS: Final = 256
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_MIN_TS_NS: Final = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1e9)
-_FUTURE_SLACK_NS: Final = 24 * 3600 * 10**9
 
 
 _CONCEPT_KEYS: dict[str, tuple[str, ...]] = {
@@ -87,8 +85,6 @@ for _concept, _keys in _CONCEPT_KEYS.items():
     for _rank, _key in enumerate(_keys):
         _INDEX.setdefault(_key, []).append((_concept, _rank))
 
-_Found = dict[str, tuple[str, Any]]
-
 
 def _scan(attrs: Mapping[str, Any]) -> tuple[_Found, list[tuple[str, Any]]]:
     """One pass over the attributes: the best-ranked ``(key, value)`` per concept, and the tag attributes."""
@@ -108,14 +104,6 @@ def _scan(attrs: Mapping[str, Any]) -> tuple[_Found, list[tuple[str, Any]]]:
                 ranks[concept] = rank
                 found[concept] = (key, value)
     return found, tags
-
-
-def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] | None:
-    for key in keys:
-        value = attrs.get(key)
-        if value is not None and value != "":
-            return key, value
-    return None
 
 
 def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
@@ -147,49 +135,6 @@ def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
     return value
 
 
-def _utf8(text: str) -> str:
-    """``text`` made encodable as UTF-8 (a lone surrogate becomes U+FFFD) so it can be stored."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    return text
-
-
-def clean_id(value: object, flags: list[str], what: str) -> str:
-    """A user or tenant id made safe to store: valid UTF-8, no control characters, at most 256 chars."""
-    if (
-        type(value) is str
-        and value.isascii()
-        and value.isprintable()  # printable ASCII: no control characters
-        and len(value) <= MAX_ID_CHARS
-        and value[:1] != " "
-        and value[-1:] != " "
-    ):
-        return value  # the usual id, checked at C speed
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-    else:
-        text = value if isinstance(value, str) else str(value)
-    cleaned = _CONTROL_CHARS.sub("", _utf8(text)).strip()
-    if cleaned != text:
-        flags.append(f"{what}_cleaned")
-    if len(cleaned) > MAX_ID_CHARS:
-        cleaned = cleaned[:MAX_ID_CHARS]
-        flags.append(f"{what}_truncated")
-    return cleaned
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return _utf8(value)
-    if isinstance(value, (list, tuple)):
-        return _utf8("\n".join(str(v) for v in value))
-    return _utf8(str(value))
-
-
 def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
     if "openinference.span.kind" in attrs or "llm.model_name" in attrs:
         return "openinference"
@@ -198,22 +143,6 @@ def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
     if "gen_ai.usage.prompt_tokens" in attrs or "llm.request.type" in attrs:
         return "openllmetry"
     return "otel-genai"
-
-
-def _tool(attrs: Mapping[str, Any], name: str) -> tuple[object, str] | None:
-    """The tool a tool-execution span ran (as the span names it, maybe empty) and its convention; None for
-    any other span."""
-    if attrs.get("gen_ai.operation.name") == TOOL_OPERATION:
-        return attrs.get("gen_ai.tool.name") or name.removeprefix(TOOL_OPERATION).strip(), "otel-genai"
-    kind = attrs.get("openinference.span.kind")
-    if kind is not None and str(kind).upper() == OPENINFERENCE_TOOL_KIND:
-        return attrs.get("tool.name") or name, "openinference"
-    kind = attrs.get("traceloop.span.kind")
-    if kind is not None and str(kind).lower() == OPENLLMETRY_TOOL_KIND:
-        return attrs.get("traceloop.entity.name") or name.removesuffix(".tool"), "openllmetry"
-    if name == VERCEL_TOOL_SPAN:
-        return attrs.get("ai.toolCall.name"), "vercel-ai"
-    return None
 
 
 def _is_llm_call(attrs: Mapping[str, Any], name: str, found: _Found) -> bool:
@@ -339,92 +268,6 @@ class Normalizer:
             call.flags.append("content_truncated")
             text = text[: self.max_content_chars]
         return text
-
-
-def _attribution(
-    found: _Found, tag_attrs: list[tuple[str, Any]], flags: list[str]
-) -> tuple[str, str, str, dict[str, str]]:
-    """User id, where it came from (``attribution`` or ``span``), tenant id and tags, cleaned."""
-    user_id, user_source = "", ""
-    user_found = found.get("user")
-    if user_found:
-        user_id = clean_id(user_found[1], flags, "user_id")
-        user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
-    tenant_found = found.get("tenant")
-    tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
-    tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
-    return user_id, user_source, tenant_id, tags
-
-
-def _timing(span: ReadableSpan, now_ns: int, flags: list[str]) -> tuple[datetime, int]:
-    """When the span started (now, flagged ``clock_skew``, when its clock is implausible) and its duration (µs)."""
-    start_ns = span.start_time if span.start_time is not None else now_ns
-    end_ns = span.end_time or start_ns
-    duration_us = max(0, (end_ns - start_ns) // 1000)
-    if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:
-        flags.append("clock_skew")
-        start_ns = now_ns
-    return datetime.fromtimestamp(start_ns // 10**9, tz=UTC).replace(
-        microsecond=(start_ns // 1000) % 10**6
-    ), duration_us
-
-
-def _error(span: ReadableSpan, attrs: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the span failed (an error status or an ``error.type``) and the error's type."""
-    is_error = span.status.status_code is StatusCode.ERROR
-    error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
-    if is_error and not error_type:
-        error_type = _text(
-            next(
-                (e.attributes.get("exception.type", "") for e in span.events if e.name == "exception" and e.attributes),
-                "",
-            )
-            or "error"
-        )
-    return is_error or "error.type" in attrs, str(error_type)[:128]
-
-
-def _service(span: ReadableSpan) -> str:
-    resource_attrs = span.resource.attributes if span.resource else {}
-    return str(resource_attrs.get("service.name", ""))[:128]
-
-
-def _tool_call(
-    span: ReadableSpan,
-    attrs: Mapping[str, Any],
-    found: _Found,
-    tag_attrs: list[tuple[str, Any]],
-    tool: tuple[object, str],
-    now_ns: int,
-) -> ToolCall:
-    """A tool-execution span as a :class:`ToolCall`: attributed, timed and flagged like an LLM call."""
-    flags: list[str] = []
-    raw_name, source = tool
-    tool_name = clean_id(_text(raw_name), flags, "tool_name") if raw_name not in (None, "") else ""
-    if not tool_name:
-        flags.append("no_tool_name")
-    user_id, _source, tenant_id, tags = _attribution(found, tag_attrs, flags)
-    timestamp, duration_us = _timing(span, now_ns, flags)
-    is_error, error_type = _error(span, attrs)
-    tool_type, call_id = _first(attrs, TOOL_TYPE_KEYS), _first(attrs, TOOL_CALL_ID_KEYS)
-    return ToolCall(
-        timestamp=timestamp,
-        trace_id=span.context.trace_id if span.context else 0,
-        span_id=span.context.span_id if span.context else 0,
-        parent_span_id=span.parent.span_id if span.parent else 0,
-        duration_us=duration_us,
-        tool_name=tool_name,
-        tool_type=_text(tool_type[1])[:64] if tool_type else "",
-        tool_call_id=_text(call_id[1])[:128] if call_id else "",
-        user_id=user_id,
-        tenant_id=tenant_id,
-        tags=tags,
-        is_error=is_error,
-        error_type=error_type,
-        service_name=_service(span),
-        source=source,
-        flags=flags,
-    )
 
 
 def input_excludes_cache(
