@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -203,6 +204,20 @@ def test_forget_removes_the_profile(ledger: Ledger) -> None:
     assert ledger.users(include_inactive=True).inactive == 0
     with pytest.raises(ValueError, match="needs a user id"):
         profiles.forget(ledger.store, "")
+
+
+def test_names_and_e_mails_never_reach_the_logs(ledger: Ledger, caplog: pytest.LogCaptureFixture) -> None:
+    """Every logger, at DEBUG, through a changing import, a search by name, a listing and a forget."""
+    caplog.set_level(logging.DEBUG)
+    changed = PEOPLE.replace("Alice Chen,alice@acme.example", "Alice Chen-Wu,alice.wu@acme.example")
+    assert profiles.upsert(ledger.store, read_text(changed, format="csv")).updated == 1
+    assert [r.user_id for r in ledger.users(search="Chen-Wu").rows] == ["alice"]
+    assert ledger.users(include_inactive=True).inactive == 1
+    assert profiles.forget(ledger.store, "alice", tenant_id="acme").profiles == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "profiles in" in logged and "forgot a user" in logged  # the writes were logged, by counts
+    for secret in ("Alice", "Chen", "acme.example", "Nina", "newco"):
+        assert secret not in logged
 
 
 # --- the command line ------------------------------------------------------------------------------------------
