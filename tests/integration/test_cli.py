@@ -231,8 +231,9 @@ def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
     statements = [chunk.strip() for chunk in chunks if chunk.strip()]
     # database, raw table, three hourly rollups and their views; migration 2: daily rollup, view, backfill;
     # migration 3: two more daily rollups, each with its view and backfill; migration 4: call_keys, its view,
-    # backfill; migration 5: a column on each of the six rollups, a new query for each of their views
-    assert len(statements) == 2 + 17 + 3 + 12  # and, before the migrations, the tables of migrations and leases
+    # backfill; migration 5: a column on each of the six rollups, a new query for each of their views;
+    # migration 9: customers, tool_calls, its rollup and view, the view feeding call_keys with tool keys
+    assert len(statements) == 2 + 17 + 3 + 12 + 5  # and, before the migrations, the tables of migrations and leases
     for statement in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows[0][0]
         assert formatted.split()[0] in ("CREATE", "INSERT", "ALTER")

@@ -264,7 +264,7 @@ def migrations(db: str) -> list[Migration]:
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
         Migration(
             9,
-            "customer profiles; tool calls and their hourly rollup",
+            "customer profiles, tool calls and their hourly rollup",
             (*customers_ddl(db), *tool_ddl(db, keys_table=KEYS_TABLE, dedup_window=DEDUP_WINDOW)),
         ),
     ]
