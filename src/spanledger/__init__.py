@@ -27,8 +27,10 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
     )
     from ._capture.exporter import COST_AMOUNT_ATTRIBUTE, COST_CURRENCY_ATTRIBUTE, CostExporter
     from ._capture.record import Recorded, Recorder, record_call
+    from ._customers.store import UpsertResult
     from ._errors import (
         ConfigError,
+        ImportRejected,
         InvalidCallError,
         SpanledgerError,
         StoreError,
@@ -36,6 +38,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
         StoreUnavailableError,
     )
     from ._model.call import LLMCall, StoredCall
+    from ._model.customer import Customer
     from ._model.rows import (
         NO_TENANT_LABEL,
         UNATTRIBUTED_LABEL,
@@ -49,11 +52,13 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
         TagChoice,
         TenantDetail,
         TenantRow,
+        ToolRow,
         TopUser,
         Totals,
         UserDetail,
         UserRow,
     )
+    from ._model.tool import ToolCall
     from ._model.usage import Usage
     from ._pricing.pricer import PriceFileError, Pricer, PriceRates, PriceRule
     from ._privacy.forget import ForgetReport, UnknownIdError
@@ -66,6 +71,9 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
 __version__ = "0.1.0"
 
 _WHERE: dict[str, str] = {
+    "._model.tool": "ToolCall",
+    "._model.customer": "Customer",
+    "._customers.store": "UpsertResult",
     "._privacy.redact": "Redactor",
     "._privacy.pseudonym": "Pseudonymizer",
     "._privacy.propagation": "IdsStayHome",
@@ -76,11 +84,11 @@ _WHERE: dict[str, str] = {
     "._capture.attribution": "TAG_PREFIX TENANT_ATTRIBUTE USER_ATTRIBUTE UserAttributionProcessor attribute_to",
     "._capture.exporter": "COST_AMOUNT_ATTRIBUTE COST_CURRENCY_ATTRIBUTE CostExporter",
     "._capture.record": "Recorded Recorder record_call",
-    "._errors": "ConfigError InvalidCallError SpanledgerError StoreError StoreLockedError StoreUnavailableError",
+    "._errors": "ConfigError ImportRejected InvalidCallError SpanledgerError StoreError StoreLockedError StoreUnavailableError",
     "._model.call": "LLMCall StoredCall",
     "._model.rows": (
         "NO_TENANT_LABEL UNATTRIBUTED_LABEL Bucket CallPage DailyRow ModelRow Overview Page SegmentRow TagChoice"
-        " TenantDetail TenantRow TopUser Totals UserDetail UserRow"
+        " TenantDetail TenantRow ToolRow TopUser Totals UserDetail UserRow"
     ),
     "._model.usage": "Usage",
     "._pricing.pricer": "PriceFileError Pricer PriceRates PriceRule",
@@ -118,9 +126,11 @@ __all__ = [
     "CallPage",
     "ConfigError",
     "CostExporter",
+    "Customer",
     "DailyRow",
     "ForgetReport",
     "IdsStayHome",
+    "ImportRejected",
     "InvalidCallError",
     "LLMCall",
     "Ledger",
@@ -153,9 +163,12 @@ __all__ = [
     "TagChoice",
     "TenantDetail",
     "TenantRow",
+    "ToolCall",
+    "ToolRow",
     "TopUser",
     "Totals",
     "UnknownIdError",
+    "UpsertResult",
     "Usage",
     "UserAttributionProcessor",
     "UserDetail",

@@ -4,7 +4,8 @@
 
     SpanledgerError
      ├── ConfigError            a bad DSN, option or price file
-     │    └── PriceFileError
+     │    ├── PriceFileError
+     │    └── ImportRejected    customer profile rows that cannot be imported (nothing was written)
      ├── InvalidCallError       record_call was given an argument it cannot record (also a ValueError)
      └── StoreError             ClickHouse refused or could not be reached (carries ``code``, ``name``)
           ├── StoreLockedError  the embedded chDB directory is held by another process
@@ -21,6 +22,22 @@ class SpanledgerError(Exception):
 
 class ConfigError(SpanledgerError, ValueError):
     """A DSN, option or file the user gave cannot be used."""
+
+
+class ImportRejected(ConfigError):
+    """Customer profile rows that cannot be imported; nothing was written. ``errors`` holds one ``line N: …`` per
+    problem, with ids and never a name or an e-mail address."""
+
+    SHOWN = 20
+    """Errors the message lists (every one is in ``errors``)."""
+
+    def __init__(self, errors: list[str], *, source: str = "") -> None:
+        self.errors = errors
+        self.source = source
+        shown = "; ".join(errors[: self.SHOWN])
+        more = f"; … and {len(errors) - self.SHOWN} more" if len(errors) > self.SHOWN else ""
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{len(errors)} bad row(s), nothing imported: {shown}{more}")
 
 
 class InvalidCallError(SpanledgerError, ValueError):

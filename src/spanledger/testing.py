@@ -1,4 +1,4 @@
-"""Test helpers: finished LLM spans and calls built by hand, with deterministic ids and times.
+"""Test helpers: finished LLM and tool spans and calls built by hand, with deterministic ids and times.
 
 For testing an application's use of spanledger (hand spans to a :class:`~spanledger.CostExporter` and read
 the :class:`~spanledger.Ledger`) without an LLM, an instrumentation or a ``TracerProvider`` — and what
@@ -28,7 +28,7 @@ from ._capture.attribution import TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE
 from ._capture.normalize import Normalizer
 from ._model.call import LLMCall
 
-__all__ = ["BASE_TIME", "SequentialIdGenerator", "llm_call", "llm_span", "span"]
+__all__ = ["BASE_TIME", "SequentialIdGenerator", "llm_call", "llm_span", "span", "tool_span"]
 
 BASE_TIME = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 """When span ``0`` starts; span ``n`` starts ``n`` seconds later unless told otherwise."""
@@ -121,9 +121,45 @@ def llm_call(n: int = 0, **llm_span_args: Any) -> LLMCall:
     """The call :func:`llm_span` describes, normalised as the exporter reads it (not priced yet)."""
     made = llm_span(n, **llm_span_args)
     call = Normalizer().normalize(made, made.start_time or _BASE_NS)
-    if isinstance(call, str):
+    if not isinstance(call, LLMCall):
         raise ValueError(f"these arguments describe no LLM call ({call})")
     return call
+
+
+TOOL_CONVENTIONS = ("otel-genai", "openinference", "openllmetry")
+
+
+def tool_span(
+    n: int = 0,
+    *,
+    tool: str | None = "get_weather",
+    user: str | None = "alice",
+    tenant: str | None = "acme",
+    convention: str = "otel-genai",
+    tags: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    **span_args: Any,
+) -> ReadableSpan:
+    """The ``n``-th tool execution (see :func:`span` for ids and times, ``error=True`` for a failed one), as
+    ``convention`` writes it: ``otel-genai`` (``gen_ai.operation.name = execute_tool``, ``gen_ai.tool.name``),
+    ``openinference`` (``openinference.span.kind = TOOL``, ``tool.name``) or ``openllmetry``
+    (``traceloop.span.kind = tool``, ``traceloop.entity.name``). ``tool=None`` leaves the name out."""
+    if convention == "otel-genai":
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool}
+        name = f"execute_tool {tool}" if tool else "execute_tool"
+    elif convention == "openinference":
+        attributes, name = {"openinference.span.kind": "TOOL", "tool.name": tool}, tool or "tool"
+    elif convention == "openllmetry":
+        attributes = {"traceloop.span.kind": "tool", "traceloop.entity.name": tool}
+        name = f"{tool}.tool" if tool else "tool"
+    else:
+        raise ValueError(f"unknown convention {convention!r}: use one of {', '.join(TOOL_CONVENTIONS)}")
+    attributes.update({USER_ATTRIBUTE: user, TENANT_ATTRIBUTE: tenant})
+    attributes = {k: v for k, v in attributes.items() if v is not None}
+    attributes.update({TAG_PREFIX + k: v for k, v in (tags or {}).items()})
+    attributes.update(extra or {})
+    span_args.setdefault("kind", SpanKind.INTERNAL)
+    return span(n, attributes=attributes, name=name, **span_args)
 
 
 class SequentialIdGenerator(IdGenerator):

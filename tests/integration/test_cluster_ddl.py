@@ -7,8 +7,10 @@ import re
 import pytest
 
 from spanledger import ConfigError, Store, StoreError
-from spanledger._store.cluster import SHARDING_KEY, cluster_ddl, cluster_statements
+from spanledger._customers.schema import CUSTOMERS_TABLE
+from spanledger._store.cluster import SHARDED, SHARDING_KEY, cluster_ddl, cluster_statements
 from spanledger._store.schema import KEYS_TABLE, RAW_TABLE, ROLLUP_TABLES, migrations
+from spanledger._store.tool_schema import TOOL_ROLLUP, TOOL_TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +32,26 @@ def test_every_statement_parses_with_clickhouses_parser(store: Store) -> None:
 
 def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
     statements = cluster_statements("ledger", "prod")
-    tables = [RAW_TABLE, *ROLLUP_TABLES, KEYS_TABLE]
+    tables = [RAW_TABLE, *ROLLUP_TABLES, KEYS_TABLE, TOOL_TABLE, TOOL_ROLLUP]
     assert all(" ON CLUSTER `prod`" in s for s in statements[:-1])
     for table in tables:
         (local,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table}_local ")]
         assert re.search(r"ENGINE = Replicated(Aggregating)?MergeTree\('/clickhouse/tables/\{shard\}/", local)
         assert "non_replicated_deduplication_window" not in local and "replicated_deduplication_window" in local
         (dist,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{table} ON")]
-        key = f", {SHARDING_KEY}" if table == RAW_TABLE else ""
+        key = f", {SHARDING_KEY}" if table in (RAW_TABLE, TOOL_TABLE) else ""
         assert dist.endswith(f"ENGINE = Distributed('prod', ledger, {table}_local{key})")
+    # profiles: the newest version kept on every replica, one customer's versions on one shard
+    (local,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{CUSTOMERS_TABLE}_local ")]
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', " in local
+    )
+    assert local.split("ENGINE = ")[1].startswith("ReplicatedReplacingMergeTree(") and "', updated_at)\n" in local
+    (dist,) = [s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS ledger.{CUSTOMERS_TABLE} ON")]
+    assert dist.endswith(f"ENGINE = Distributed('prod', ledger, {CUSTOMERS_TABLE}_local, {SHARDING_KEY})")
+    assert set(SHARDED) == {RAW_TABLE, TOOL_TABLE, CUSTOMERS_TABLE}
     views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == len(ROLLUP_TABLES) + 1  # and call_keys'
+    assert len(views) == len(ROLLUP_TABLES) + 3  # and call_keys', the tool rollup's, tool_calls' keys
     # a metric added later: the column on every local and Distributed rollup, every view's query on every shard
     added = [s for s in statements if "ADD COLUMN IF NOT EXISTS incomplete_requests" in s]
     assert len(added) == 2 * len(ROLLUP_TABLES)
@@ -48,7 +59,9 @@ def test_replicated_local_tables_distributed_tables_and_local_views() -> None:
     assert len(modified) == len(ROLLUP_TABLES)
     assert all("FROM ledger.llm_calls_local AS r" in s and " ON CLUSTER `prod`" in s for s in modified)
     for view in views:
-        assert "FROM ledger.llm_calls_local" in view and re.search(r" TO ledger\.\w+_local AS", view)
+        assert re.search(r"FROM ledger\.(llm|tool)_calls_local\b", view) and re.search(
+            r" TO ledger\.\w+_local AS", view
+        )
     # the same columns and keys as the single-server schema, table for table
     single = [s for m in migrations("ledger") for s in m.statements if s.startswith("CREATE TABLE")]
     for statement in single:

@@ -36,7 +36,7 @@ def test_migrations_2_and_3_backfill_the_daily_rollups_from_calls_stored_under_v
         calls.append(call)
     old.insert_calls(to_columns(calls), dedup_token="v1-data")
 
-    upgraded = Store(store_dsn)  # applies migrations 2 to 5
+    upgraded = Store(store_dsn)  # applies every later migration
     versions = [
         r[0] for r in upgraded.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} ORDER BY version").result_rows
     ]

@@ -89,6 +89,18 @@ SPAN_TENANT_KEYS = (
 PROMPT_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "input.value", "ai.prompt.messages", "ai.prompt")
 COMPLETION_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value", "ai.response.text")
 
+# Tool executions (stored as tool calls, never as LLM calls): the marker of each convention, and its tool name.
+TOOL_OPERATION = "execute_tool"
+"""``gen_ai.operation.name`` of an OpenTelemetry GenAI tool span; its tool is ``gen_ai.tool.name``."""
+OPENINFERENCE_TOOL_KIND = "TOOL"
+"""``openinference.span.kind`` of an OpenInference tool span; its tool is ``tool.name``."""
+OPENLLMETRY_TOOL_KIND = "tool"
+"""``traceloop.span.kind`` of an OpenLLMetry tool span; its tool is ``traceloop.entity.name``."""
+VERCEL_TOOL_SPAN = "ai.toolCall"
+"""The Vercel AI SDK's tool span (its tool is ``ai.toolCall.name``)."""
+TOOL_TYPE_KEYS = ("gen_ai.tool.type",)
+TOOL_CALL_ID_KEYS = ("gen_ai.tool.call.id", "tool.id", "ai.toolCall.id")
+
 # Operations that wrap LLM calls rather than being one; counting them would count the call twice.
 WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "workflow", "task", "agent", "tool"})
 OPENINFERENCE_LLM_KINDS = frozenset({"LLM", "EMBEDDING"})

@@ -1,4 +1,5 @@
-"""``CostExporter``: finished spans → LLM calls → the ingest pipeline (dedup, price, spool, insert).
+"""``CostExporter``: finished spans → LLM calls (and tool executions) → the ingest pipeline (dedup, price, spool,
+insert).
 
 ``export()`` runs on the ``BatchSpanProcessor``'s worker thread, never the app's request path: it
 normalises the batch and submits the calls, which are durable in the spool when it returns. Follows the
@@ -24,6 +25,7 @@ from .._ingest import shared as _pipeline
 from .._ingest.pipeline import BatchResult, Pipeline
 from .._ingest.spool import Spool
 from .._model.call import LLMCall
+from .._model.tool import ToolCall
 from .._privacy import pseudonym as _pseudonym
 from .._privacy import redact as _redact
 from .._store.dsn import parse as _parse
@@ -41,12 +43,15 @@ class Ingested:
     """One batch of spans through the exporter: what the pipeline made of its calls, and each span's call."""
 
     result: BatchResult
+    """What became of the batch's LLM calls and tool executions together (a span is a span)."""
     calls: list[LLMCall | None]
-    """Per span, in order: its priced call, or ``None`` (not an LLM call, a duplicate, unreadable)."""
+    """Per span, in order: its priced call, or ``None`` (not an LLM call, a tool execution, a duplicate,
+    unreadable)."""
 
 
 class CostExporter(SpanExporter):
-    """Export LLM calls, priced in exact USD, to ClickHouse; other spans are counted and dropped.
+    """Export LLM calls, priced in exact USD, to ClickHouse, and tool executions beside them (never priced,
+    never counted as calls); other spans are counted and dropped.
 
     Every argument falls back to a ``SPANLEDGER_*`` environment variable, then to its default; a bad
     environment value is logged and replaced by the default. Exporters (and recorders) for the same store
@@ -145,6 +150,7 @@ class CostExporter(SpanExporter):
         stats["received"] += len(spans)
         calls: list[LLMCall | None] = []
         submitted: list[LLMCall] = []
+        tools: list[ToolCall] = []
         unreadable = 0
         for span in spans:
             try:
@@ -154,20 +160,25 @@ class CostExporter(SpanExporter):
                 _log.warning("spanledger rejected an unreadable span %r", getattr(span, "name", "?"), exc_info=True)
                 calls.append(None)
                 continue
-            if isinstance(outcome, str):
-                stats[f"skipped:{outcome}"] += 1
-                calls.append(None)
+            if type(outcome) is LLMCall:
+                calls.append(outcome)
+                submitted.append(outcome)
                 continue
-            calls.append(outcome)
-            submitted.append(outcome)
+            calls.append(None)
+            if isinstance(outcome, ToolCall):
+                tools.append(outcome)
+            else:
+                stats[f"skipped:{outcome}"] += 1
         if unreadable:
             stats["rejected:unreadable"] += unreadable
         try:
             result = self.pipeline.submit(submitted, redelivered=redelivered)
+            if tools:
+                result = _both(result, self.pipeline.submit_tools(tools, redelivered=redelivered))
         except Exception:  # never raise into the host application
-            stats["rejected:export_error"] += len(submitted)
+            stats["rejected:export_error"] += len(submitted) + len(tools)
             _log.exception("spanledger export failed for %d spans", len(spans))
-            result = BatchResult(rejected={"export_error": len(submitted)})
+            result = BatchResult(rejected={"export_error": len(submitted) + len(tools)})
         result = result.plus("unreadable", unreadable, f"{unreadable} span(s) could not be read as LLM calls")
         return Ingested(result, calls)
 
@@ -198,6 +209,16 @@ class CostExporter(SpanExporter):
         _pipeline.release(self.pipeline)
         if self._forward is not None:
             self._forward.shutdown()
+
+
+def _both(calls: BatchResult, tools: BatchResult) -> BatchResult:
+    """One batch's LLM calls' and tool executions' results as one (each span counted once)."""
+    rejected = dict(calls.rejected)
+    for reason, n in tools.rejected.items():
+        rejected[reason] = rejected.get(reason, 0) + n
+    return BatchResult(
+        calls.accepted + tools.accepted, calls.duplicates + tools.duplicates, rejected, calls.messages + tools.messages
+    )
 
 
 def _checked_dsn(explicit: str | None) -> str:

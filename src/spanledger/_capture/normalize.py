@@ -7,23 +7,23 @@ ordered list of attribute names; the first one present wins.
 Outcomes for a span, each counted by the exporter:
 
 * an LLM call → an :class:`LLMCall` (with ``flags`` naming whatever had to be repaired);
+* a tool execution (OTel GenAI ``execute_tool``, OpenInference ``TOOL``, OpenLLMetry ``tool``, the Vercel AI
+  SDK's ``ai.toolCall``) → a :class:`ToolCall`, stored apart: never an LLM call, never priced;
 * not an LLM call (HTTP, DB, agent or workflow wrapper spans) → ``SKIP_NOT_LLM``;
 * an LLM span nested in another LLM span (two instrumentations of the same call) → ``SKIP_NESTED``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
 
 from .._model.call import LLMCall
+from .._model.tool import ToolCall
 from .._privacy.pseudonym import Pseudonymizer
-from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, USER_ATTRIBUTE, span_attributes
+from .attribution import NESTED_ATTRIBUTE, TAG_PREFIX, span_attributes
 from .conventions import (
     AGENT_RUN_SPAN,
     CACHE_AWARE_OPERATIONS,
@@ -47,16 +47,23 @@ from .conventions import (
     WRAPPER_OPERATIONS,
     normalize_provider,
 )
+from .spans import MAX_ID_CHARS as MAX_ID_CHARS
+from .spans import Found as _Found
+from .spans import attribution as _attribution
+from .spans import clean_id as clean_id
+from .spans import error as _error
+from .spans import first as _first
+from .spans import service as _service
+from .spans import text as _text
+from .spans import timing as _timing
+from .tools import tool_call as _tool_call
+from .tools import tool_of as _tool
 
 SKIP_NOT_LLM: Final = "not_llm"
 SKIP_NESTED: Final = "nested_duplicate"
 
 MAX_TOKENS: Final = 10**10
 """Token counts above this are treated as corrupt (no real call reads ten billion tokens)."""
-MAX_ID_CHARS: Final = 256
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_MIN_TS_NS: Final = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1e9)
-_FUTURE_SLACK_NS: Final = 24 * 3600 * 10**9
 
 
 _CONCEPT_KEYS: dict[str, tuple[str, ...]] = {
@@ -79,8 +86,6 @@ for _concept, _keys in _CONCEPT_KEYS.items():
     for _rank, _key in enumerate(_keys):
         _INDEX.setdefault(_key, []).append((_concept, _rank))
 
-_Found = dict[str, tuple[str, Any]]
-
 
 def _scan(attrs: Mapping[str, Any]) -> tuple[_Found, list[tuple[str, Any]]]:
     """One pass over the attributes: the best-ranked ``(key, value)`` per concept, and the tag attributes."""
@@ -100,14 +105,6 @@ def _scan(attrs: Mapping[str, Any]) -> tuple[_Found, list[tuple[str, Any]]]:
                 ranks[concept] = rank
                 found[concept] = (key, value)
     return found, tags
-
-
-def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] | None:
-    for key in keys:
-        value = attrs.get(key)
-        if value is not None and value != "":
-            return key, value
-    return None
 
 
 def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
@@ -137,49 +134,6 @@ def _tokens(found: tuple[str, Any] | None, flags: list[str]) -> int:
         flags.append(f"invalid_tokens:{key}")
         return 0
     return value
-
-
-def _utf8(text: str) -> str:
-    """``text`` made encodable as UTF-8 (a lone surrogate becomes U+FFFD) so it can be stored."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    return text
-
-
-def clean_id(value: object, flags: list[str], what: str) -> str:
-    """A user or tenant id made safe to store: valid UTF-8, no control characters, at most 256 chars."""
-    if (
-        type(value) is str
-        and value.isascii()
-        and value.isprintable()  # printable ASCII: no control characters
-        and len(value) <= MAX_ID_CHARS
-        and value[:1] != " "
-        and value[-1:] != " "
-    ):
-        return value  # the usual id, checked at C speed
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-    else:
-        text = value if isinstance(value, str) else str(value)
-    cleaned = _CONTROL_CHARS.sub("", _utf8(text)).strip()
-    if cleaned != text:
-        flags.append(f"{what}_cleaned")
-    if len(cleaned) > MAX_ID_CHARS:
-        cleaned = cleaned[:MAX_ID_CHARS]
-        flags.append(f"{what}_truncated")
-    return cleaned
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return _utf8(value)
-    if isinstance(value, (list, tuple)):
-        return _utf8("\n".join(str(v) for v in value))
-    return _utf8(str(value))
 
 
 def _detect_source(attrs: Mapping[str, Any], name: str) -> str:
@@ -234,15 +188,22 @@ class Normalizer:
         self.pseudonymize = pseudonymize
         self.redact = redact
 
-    def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | str:
-        """The span's :class:`LLMCall`, or the reason (``SKIP_*``) it is not one."""
+    def normalize(self, span: ReadableSpan, now_ns: int) -> LLMCall | ToolCall | str:
+        """The span's :class:`LLMCall` or :class:`ToolCall`, or the reason (``SKIP_*``) it is neither."""
         attrs = span_attributes(span)
         name = span.name or ""
         if attrs.get(NESTED_ATTRIBUTE):
             return SKIP_NESTED
         found, tag_attrs = _scan(attrs)
         if not _is_llm_call(attrs, name, found):
-            return SKIP_NOT_LLM
+            tool = _tool(attrs, name)
+            if tool is None:
+                return SKIP_NOT_LLM
+            executed = _tool_call(span, attrs, found, tag_attrs, tool, now_ns)
+            if self.pseudonymize is not None:  # tool executions name the same users as the calls
+                executed.user_id = self.pseudonymize(executed.user_id)
+                executed.tenant_id = self.pseudonymize.tenant(executed.tenant_id)
+            return executed
         flags: list[str] = []
         source = _detect_source(attrs, name)
 
@@ -282,42 +243,15 @@ class Normalizer:
             input_tokens += cache_read + cache_write
             flags.append("input_excluded_cache")
 
-        user_id, user_source = "", ""
-        user_found = found.get("user")
-        if user_found:
-            user_id = clean_id(user_found[1], flags, "user_id")
-            user_source = "attribution" if user_found[0] == USER_ATTRIBUTE else "span"
-        tenant_found = found.get("tenant")
-        tenant_id = clean_id(tenant_found[1], flags, "tenant_id") if tenant_found else ""
+        user_id, user_source, tenant_id, tags = _attribution(found, tag_attrs, flags)
         if self.pseudonymize is not None:
             user_id, tenant_id = self.pseudonymize(user_id), self.pseudonymize.tenant(tenant_id)
-        tags = {clean_id(k, flags, "tag"): clean_id(v, flags, "tag") for k, v in tag_attrs}
-
-        start_ns = span.start_time if span.start_time is not None else now_ns
-        end_ns = span.end_time or start_ns
-        duration_us = max(0, (end_ns - start_ns) // 1000)
-        if start_ns < _MIN_TS_NS or start_ns > now_ns + _FUTURE_SLACK_NS:
-            flags.append("clock_skew")
-            start_ns = now_ns
-        is_error = span.status.status_code is StatusCode.ERROR
-        error_type = _text(attrs.get("error.type", "")) if is_error or "error.type" in attrs else ""
-        if is_error and not error_type:
-            error_type = _text(
-                next(
-                    (
-                        e.attributes.get("exception.type", "")
-                        for e in span.events
-                        if e.name == "exception" and e.attributes
-                    ),
-                    "",
-                )
-                or "error"
-            )
+        timestamp, duration_us = _timing(span, now_ns, flags)
+        is_error, error_type = _error(span, attrs)
         response_found = found.get("response_id")
-        resource_attrs = span.resource.attributes if span.resource else {}
 
         call = LLMCall(
-            timestamp=datetime.fromtimestamp(start_ns // 10**9, tz=UTC).replace(microsecond=(start_ns // 1000) % 10**6),
+            timestamp=timestamp,
             trace_id=span.context.trace_id if span.context else 0,
             span_id=span.context.span_id if span.context else 0,
             parent_span_id=span.parent.span_id if span.parent else 0,
@@ -335,10 +269,10 @@ class Normalizer:
             user_source=user_source,
             tenant_id=tenant_id,
             tags=tags,
-            is_error=is_error or "error.type" in attrs,
-            error_type=str(error_type)[:128],
+            is_error=is_error,
+            error_type=error_type,
             response_id=_text(response_found[1])[:128] if response_found else "",
-            service_name=str(resource_attrs.get("service.name", ""))[:128],
+            service_name=_service(span),
             source=source,
             flags=flags,
         )

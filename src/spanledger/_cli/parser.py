@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     users = sub.add_parser(
         "users", parents=[store, reader, window, tenant, tags, listing, output], help="users ranked by cost"
     )
+    users.add_argument(
+        "--include-inactive",
+        action="store_true",
+        help="also the customers with a profile and no calls in the window (zero usage, after the others)",
+    )
     users.set_defaults(handler="reports.ranked")
 
     user = sub.add_parser(
@@ -269,6 +274,42 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--rollups", metavar="DAYS", help="every rollup (at least --calls)")
     retention.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     retention.set_defaults(handler="privacy.retention")
+    customers = sub.add_parser(
+        "customers",
+        parents=[store],
+        help="customer profiles (names, e-mails, plans behind the ids): import a file, list, show one",
+        description="A profile per user (in their tenant) or per tenant (no user id): the name shown beside the id, "
+        "an e-mail, a plan, free-form metadata. `import FILE.csv|.jsonl` checks every row first and imports the "
+        "whole file or nothing (bad rows are listed by line); importing the same file again changes nothing. "
+        "Columns/keys: user_id, tenant_id, display_name, email, plan, metadata (an object), metadata.<key>; what a "
+        "row leaves out is kept.",
+    )
+    customers.add_argument("action", choices=("import", "list", "show"))
+    customers.add_argument("target", nargs="?", metavar="FILE|ID", help="import: the file; show: the user id")
+    customers.add_argument("--tenant", metavar="ID", help="the tenant (show: of the user, or alone for its own)")
+    customers.add_argument("--search", metavar="TEXT", help="list: ids, names or e-mails containing TEXT")
+    customers.add_argument("--kind", choices=("user", "tenant"), help="list: only users' or only tenants' profiles")
+    customers.add_argument("--file-format", choices=("csv", "jsonl"), help="import: the format (default: by extension)")
+    customers.add_argument("--dry-run", action="store_true", help="import: check the file, write nothing")
+    customers.add_argument(
+        "--limit", type=_positive, default=DEFAULT_LIMIT, help=f"list: rows per page (default {DEFAULT_LIMIT})"
+    )
+    customers.add_argument("--page", type=_positive, default=1, help="list: page number (default 1)")
+    customers.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or csv")
+    customers.set_defaults(handler="customers.customers")
+
+    tools = sub.add_parser(
+        "tools",
+        parents=[store, window, tenant, tags, output],
+        help="tool executions per tool, or per user and tool (--per-user)",
+    )
+    tools.add_argument("--user", dest="user_id", metavar="ID", help="only this user")
+    tools.add_argument("--per-user", action="store_true", help="one row per tenant, user and tool")
+    tools.add_argument(
+        "--limit", type=_positive, default=DEFAULT_LIMIT, help=f"rows per page (default {DEFAULT_LIMIT})"
+    )
+    tools.add_argument("--page", type=_positive, default=1, help="page number (default 1)")
+    tools.set_defaults(handler="customers.tools")
 
     serve = sub.add_parser(
         "serve",

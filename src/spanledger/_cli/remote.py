@@ -80,9 +80,12 @@ class RemoteLedger:
         end: TimeBound = None,
         tenant_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        include_inactive: bool = False,
     ) -> Page[UserRow]:
         ranking = {"sortBy": sort_by, "sortDir": sort_dir, "page": page, "limit": limit, "search": search}
-        answer = self.ask("/users", **ranking, **_window(start, end), tenant=_tenant(tenant_id), tag=_tags(tags))
+        inactive = "true" if include_inactive else None
+        window, tenant = _window(start, end), _tenant(tenant_id)
+        answer = self.ask("/users", **ranking, **window, tenant=tenant, tag=_tags(tags), includeInactive=inactive)
         return parse.page(answer, UserRow)
 
     def tenants(

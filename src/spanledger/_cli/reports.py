@@ -12,6 +12,7 @@ from rich.markup import escape
 from .._errors import ConfigError, unknown_user
 from .._model.rows import NO_TENANT_LABEL, UNATTRIBUTED_LABEL, Page, UserDetail
 from .._present import records
+from .._present.customers import profile_lines, tools_table
 from .._present.numbers import count, money, plural, when
 from .._present.output import write_csv, write_json
 from .._present.sorts import ranking_title
@@ -74,14 +75,18 @@ def ranked(args: argparse.Namespace, console: Console) -> int:
     order = args.order or "desc"
     paging: dict[str, Any] = {"sort_by": args.sort, "sort_dir": order, "page": args.page, "limit": args.limit}
     page: Page[Any] = (
-        ledger.users(tenant_id=common.tenant_id(args.tenant), **paging, **shared)
+        ledger.users(
+            tenant_id=common.tenant_id(args.tenant), include_inactive=args.include_inactive, **paging, **shared
+        )
         if users
         else ledger.tenants(**paging, **shared)
     )
     shape = records.USER if users else records.TENANT
     unnamed = "unattributed" if users else "no_tenant"
     if args.format == "json":
-        meta = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
+        meta: dict[str, Any] = {"window": window.as_dict(), "sort_by": args.sort, "sort_dir": order}
+        if users:
+            meta["inactive"] = page.inactive
         write_json(records.page_record(page, shape, unnamed=unnamed, **meta), sys.stdout)
     elif args.format == "csv":
         write_csv(shape.records(page.rows), sys.stdout, columns=shape.columns)
@@ -106,12 +111,21 @@ def user(args: argparse.Namespace, console: Console) -> int:
     # through serve, the API answers an unknown user with a 404 that arrives here as the same ConfigError
     if (
         detail.summary is None
+        and detail.profile is None
         and not isinstance(ledger, RemoteLedger)
         and not ledger.seen(user_id=user_id, tenant_id=tenant)
     ):
         raise ConfigError(unknown_user(user_id, tenant, ledger.similar(user_id, tenant_id=tenant)))
     if args.format == "json":
-        body = records.user_detail_record(user_id, detail.summary, detail.models, detail.daily, detail.calls)
+        body = records.user_detail_record(
+            user_id,
+            detail.summary,
+            detail.models,
+            detail.daily,
+            detail.calls,
+            profile=detail.profile,
+            tools=detail.tools,
+        )
         write_json({"window": window.as_dict(), **body}, sys.stdout)
     elif args.format == "csv":
         write_csv(records.MODEL.records(detail.models), sys.stdout, columns=records.MODEL.columns)
@@ -122,6 +136,10 @@ def user(args: argparse.Namespace, console: Console) -> int:
 
 def _print_user(console: Console, detail: UserDetail, window: TimeRange) -> None:
     label = detail.user_id or UNATTRIBUTED_LABEL
+    if detail.profile is not None:
+        for line in profile_lines(detail.profile):
+            console.print(line)
+        console.print()
     if detail.summary is None:
         console.print(f"No LLM calls for [bold]{escape(label)}[/] in this window ({window.describe()}).")
         return
@@ -150,6 +168,8 @@ def _print_user(console: Console, detail: UserDetail, window: TimeRange) -> None
     console.print(models_table(detail.models, title="Per model", caption=models, width=width))
     days = f"{len(detail.daily)} days with calls (UTC)"
     console.print(daily_table(detail.daily, title="Per day", caption=days, width=width))
+    if detail.tools:
+        console.print(tools_table(detail.tools, title="Per tool", caption="tool executions", width=width))
     if detail.calls:
         console.print(calls_table(detail.calls, title=f"{len(detail.calls)} most recent calls", width=width))
 

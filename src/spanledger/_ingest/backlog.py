@@ -22,11 +22,12 @@ MEMORY_ROWS = 200_000
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Calls spooled together, as columns."""
+    """Records of one kind (LLM calls or tool executions) spooled together, as columns."""
 
     columns: list[list[Any]]
     check: bool
     """They may be in the store already (a client's re-delivery): look them up before inserting."""
+    kind: codec.Kind = codec.CALLS
 
     @property
     def rows(self) -> int:
@@ -47,16 +48,16 @@ class Backlog:
         self._sealed: dict[Path, list[Block]] = {}
         self._sealed_rows = 0
 
-    def append(self, columns: list[list[Any]], *, check: bool = False) -> int:
-        """Durably append one block (raises ``SpoolFullError`` at the cap); returns the rows waiting in the
-        active file. ``check``: the calls may be stored already (see :func:`.codec.encode`)."""
+    def append(self, columns: list[list[Any]], *, check: bool = False, kind: codec.Kind = codec.CALLS) -> int:
+        """Durably append one block of ``kind`` (raises ``SpoolFullError`` at the cap); returns the rows waiting
+        in the active file. ``check``: the records may be stored already (see :func:`.codec.encode`)."""
         rows = codec.row_count(columns)
-        payload = codec.encode(columns, check=check)
+        payload = codec.encode(columns, check=check, kind=kind)
         with self.lock:
             self.spool.append(payload)
             self._active_rows += rows
             if self.keep_in_memory and self._sealed_rows + self._active_rows <= self.memory_rows:
-                self._active.append(Block(columns, check))
+                self._active.append(Block(columns, check, kind))
             return self._active_rows
 
     def seal(self) -> None:
@@ -72,7 +73,7 @@ class Backlog:
         self._active = []
         self._active_rows = 0
 
-    def rewrite(self, edit: Callable[[list[list[Any]]], tuple[list[list[Any]], int] | None]) -> int:
+    def rewrite(self, edit: Callable[[list[list[Any]], codec.Kind], tuple[list[list[Any]], int] | None]) -> int:
         """Pass every waiting block through ``edit``, on disk and in memory: it returns ``None`` to leave a block as
         it is, else the block's new columns (no rows: the block goes) and how many rows it changed or removed;
         returns the sum of those counts.
@@ -90,21 +91,21 @@ class Backlog:
                 touched = False
                 for payload in self.spool.read(segment):
                     try:
-                        columns, check = codec.decode_block(payload)
+                        record = codec.decode_record(payload)
                     except ValueError:
                         kept.append(payload)  # unreadable here: left for the flusher to count
                         continue
-                    outcome = edit(columns)
+                    outcome = edit(record.columns, record.kind)
                     if outcome is None:
                         kept.append(payload)
-                        blocks.append(Block(columns, check))
+                        blocks.append(Block(record.columns, record.check, record.kind))
                         continue
                     touched = True
                     edited, affected = outcome
                     changed += affected
                     if codec.row_count(edited):
-                        kept.append(codec.encode(edited, check=check))
-                        blocks.append(Block(edited, check))
+                        kept.append(codec.encode(edited, check=record.check, kind=record.kind))
+                        blocks.append(Block(edited, record.check, record.kind))
                 if not touched:
                     continue
                 self.spool.replace(segment, kept)
@@ -130,7 +131,8 @@ class Backlog:
         blocks, unreadable = [], 0
         for payload in self.spool.read(segment):
             try:
-                blocks.append(Block(*codec.decode_block(payload)))
+                record = codec.decode_record(payload)
+                blocks.append(Block(record.columns, record.check, record.kind))
             except ValueError:
                 unreadable += 1
         return blocks, True, unreadable

@@ -2,7 +2,8 @@
 
 Every ``interval`` it seals the spool and inserts each sealed segment as blocks of at most
 ``max_block_rows`` rows — coalescing many small batches, because every ClickHouse insert has a fixed cost.
-For each block:
+A segment's LLM calls go to ``llm_calls`` and its tool executions to ``tool_calls``, each kind in blocks of
+its own, the same way. For each block:
 
 1. Rows whose value a column cannot hold are set aside in the quarantine (``out_of_range:<column>``).
 2. Rows the raw table already holds are dropped (``Store.stored_call_keys``): a call delivered again
@@ -31,15 +32,14 @@ from typing import Any
 
 from .._errors import SpanledgerError, StoreDataError
 from .._store import lease
-from .._store.store import RAW_COLUMN_NAMES, Store
+from .._store.store import Store
 from . import codec
-from .backlog import Backlog
+from .backlog import Backlog, Block
 from .quarantine import Quarantine
 
 _log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
-_TRACE, _SPAN = RAW_COLUMN_NAMES.index("trace_id"), RAW_COLUMN_NAMES.index("span_id")
 
 
 class Flusher:
@@ -172,48 +172,73 @@ class Flusher:
         if unreadable:
             self.stats["rejected:spool_unreadable"] += unreadable
             _log.error("skipped %d unreadable record(s) in spool segment %s", unreadable, segment)
-        columns = codec.concat([b.columns for b in blocks]) if blocks else []
+        for kind in (codec.CALLS, codec.TOOLS):  # LLM calls first, then tool executions, each in blocks
+            mine = [b for b in blocks if b.kind is kind]
+            if mine:
+                self._insert_kind(segment, kind, mine, replay)
+        self.backlog.done(segment)
+
+    def _insert_kind(self, segment: Path, kind: codec.Kind, blocks: list[Block], replay: bool) -> None:
+        columns = kind.concat([b.columns for b in blocks])
         rows = codec.row_count(columns)
-        # Look the calls up in the store when they may be there already: a client's re-delivery, or a segment
+        # Look the records up in the store when they may be there already: a client's re-delivery, or a segment
         # read back from disk (left by a crash, or retried after a failure, maybe a half-done bisection).
         # Calls an exporter in this process spooled once and inserts now cannot be there: no look-up.
         check = self.check_stored and (replay or any(b.check for b in blocks))
+        prefix = segment.name if kind is codec.CALLS else f"{segment.name}:tools"  # the calls' tokens as before
         stored = 0
         for part, begin in enumerate(range(0, rows, self.max_block_rows)):
             chunk = [col[begin : begin + self.max_block_rows] for col in columns]
-            stored += self._insert_block(chunk, f"{segment.name}:{part}", source=segment.name, check=check)
-        self.backlog.done(segment)
-        self.stats["stored"] += stored
-        if replay:
-            self.stats["replayed"] += stored
+            stored += self._insert_block(kind, chunk, f"{prefix}:{part}", source=segment.name, check=check)
+        if kind is codec.CALLS:
+            self.stats["stored"] += stored
+            if replay:
+                self.stats["replayed"] += stored
+        else:
+            self.stats["tools_stored"] += stored
 
-    def _insert_block(self, chunk: list[list[Any]], token: str, *, source: str, check: bool) -> int:
+    def _insert_block(self, kind: codec.Kind, chunk: list[list[Any]], token: str, *, source: str, check: bool) -> int:
         """Insert one block (its rows fixed by the segment, so its token always names the same rows);
         returns the rows inserted."""
-        bad = codec.out_of_range(chunk)
+        bad = kind.out_of_range(chunk)
         if bad:
             for column in sorted(set(bad.values())):
                 rows = [r for r, c in bad.items() if c == column]
                 error = f"a {column} value its column cannot hold"
-                self._set_aside(codec.select(chunk, rows), f"out_of_range:{column}", error, source)
+                self._set_aside(kind, codec.select(chunk, rows), f"out_of_range:{column}", error, source)
             keep = [r for r in range(codec.row_count(chunk)) if r not in bad]
             chunk = codec.select(chunk, keep)
-        already = self._stored(chunk) if check else set()
-        return self._insert_range(chunk, already, 0, codec.row_count(chunk), token, source)
+        already = self._stored(kind, chunk) if check else set()
+        return self._insert_range(kind, chunk, already, 0, codec.row_count(chunk), token, source)
 
-    def _stored(self, chunk: list[list[Any]]) -> set[tuple[int, int]]:
+    def _stored(self, kind: codec.Kind, chunk: list[list[Any]]) -> set[tuple[int, int]]:
         if not codec.row_count(chunk):
             return set()
-        return self._store().stored_call_keys(list(zip(chunk[_TRACE], chunk[_SPAN], strict=True)))
+        return self._store().stored_call_keys(list(zip(chunk[kind.trace], chunk[kind.span], strict=True)))
+
+    def _insert(self, kind: codec.Kind, part: list[list[Any]], token: str) -> None:
+        store = self._store()
+        if kind is codec.CALLS:
+            store.insert_calls(part, dedup_token=token)
+        else:
+            store.insert_rows(kind.name, part, kind.names, kind.types, dedup_token=token, column_oriented=True)
 
     def _insert_range(
-        self, chunk: list[list[Any]], already: set[tuple[int, int]], lo: int, hi: int, token: str, source: str
+        self,
+        kind: codec.Kind,
+        chunk: list[list[Any]],
+        already: set[tuple[int, int]],
+        lo: int,
+        hi: int,
+        token: str,
+        source: str,
     ) -> int:
         """Rows ``[lo, hi)`` of the block, less those already stored, under a token naming that range; a range
         the store refuses for its data is split in two, down to single rows, which are quarantined."""
         keep, seen = [], set()
+        traces, spans = chunk[kind.trace], chunk[kind.span]
         for r in range(lo, hi):
-            key = (chunk[_TRACE][r], chunk[_SPAN][r])
+            key = (traces[r], spans[r])
             if key in already or key in seen:
                 self.stats["skipped:duplicate_stored"] += 1
                 continue
@@ -223,29 +248,32 @@ class Flusher:
             return 0
         part = chunk if len(keep) == codec.row_count(chunk) else codec.select(chunk, keep)
         try:
-            self._store().insert_calls(part, dedup_token=token)
+            self._insert(kind, part, token)
             return len(keep)
         except StoreDataError as exc:
             if hi - lo == 1:
-                self._set_aside(part, "store_rejected", str(exc), source)
+                self._set_aside(kind, part, "store_rejected", str(exc), source)
                 return 0
-            _log.warning("the store refused a block of %d calls for its data (%s); splitting it", len(keep), exc)
+            _log.warning(
+                "the store refused a block of %d %s for its data (%s); splitting it", len(keep), kind.name, exc
+            )
         if not already and self.check_stored and (lo, hi) == (0, codec.row_count(chunk)):
             # halves go in under tokens of their own; if this is ever retried (a crash mid-way), the retry must
-            # see what the halves stored: so from here on the calls are looked up (segments read back from
+            # see what the halves stored: so from here on the records are looked up (segments read back from
             # disk always are)
-            already = self._stored(chunk)
+            already = self._stored(kind, chunk)
         mid = (lo + hi) // 2
-        return self._insert_range(chunk, already, lo, mid, f"{token}/{lo}-{mid}", source) + self._insert_range(
-            chunk, already, mid, hi, f"{token}/{mid}-{hi}", source
+        return self._insert_range(kind, chunk, already, lo, mid, f"{token}/{lo}-{mid}", source) + self._insert_range(
+            kind, chunk, already, mid, hi, f"{token}/{mid}-{hi}", source
         )
 
-    def _set_aside(self, columns: list[list[Any]], reason: str, error: str, source: str) -> None:
+    def _set_aside(self, kind: codec.Kind, columns: list[list[Any]], reason: str, error: str, source: str) -> None:
         n = codec.row_count(columns)
-        path = self.quarantine.put(columns, reason=reason, error=error, source=source)
+        path = self.quarantine.put(columns, reason=reason, error=error, source=source, kind=kind)
         self.stats["quarantined"] += n
         self.stats[f"quarantined:{reason}"] += n
-        _log.error("spanledger set %d call(s) aside in %s (%s: %s)", n, path, reason, error)
+        what = "call(s)" if kind is codec.CALLS else "tool execution(s)"
+        _log.error("spanledger set %d %s aside in %s (%s: %s)", n, what, path, reason, error)
 
 
 def write_stats(directory: Path, snapshot: dict[str, Any]) -> None:

@@ -27,6 +27,8 @@ _COUNTERS = {
     "unpriced": ("spanledger.calls.unpriced", "LLM calls whose model has no known price"),
     "quarantined": ("spanledger.calls.quarantined", "LLM calls set aside: refused by the store or past a bound"),
     "insert_failures": ("spanledger.inserts.failed", "Insert attempts ClickHouse refused or did not answer"),
+    "tools_spooled": ("spanledger.tools.spooled", "Tool executions written to the durable spool"),
+    "tools_stored": ("spanledger.tools.stored", "Tool executions confirmed by ClickHouse"),
 }
 
 

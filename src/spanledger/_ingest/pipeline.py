@@ -22,11 +22,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._config import env_bool, env_int, env_str
 from .._errors import SpanledgerError
 from .._model.call import LLMCall
+from .._model.tool import ToolCall
 from .._pricing.pricer import Pricer
 from .._store.dsn import redact as _redact
 from .._store.schema import DEDUP_WINDOW_HOURS
@@ -37,10 +38,12 @@ from .flusher import Flusher, write_stats
 from .hooks import Hook, Hooks
 from .paths import default_spool_dir
 from .quarantine import Quarantine
-from .recent import Recent
+from .recent import Keyed, Recent
 from .spool import Spool, SpoolFullError
 
 _log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Keyed)
 
 RECENT_KEYS = 100_000
 """Calls remembered in memory for the quick duplicate check (the store answers for older ones)."""
@@ -126,7 +129,8 @@ class Pipeline:
         self.pricer = Pricer(price_file=price_file)
         self.stats: Counter[str] = Counter()
         """``spooled``, ``stored``, ``replayed``, ``unpriced``, ``quarantined``, ``skipped:<reason>``,
-        ``rejected:<reason>``, ``insert_failures`` (and the adapters' ``received``, ``skipped:not_llm`` …)."""
+        ``rejected:<reason>``, ``insert_failures``, ``tools_spooled``, ``tools_stored`` (and the adapters'
+        ``received``, ``skipped:not_llm`` …)."""
         root = env_str("SPANLEDGER_SPOOL_DIR", str(spool_dir) if spool_dir is not None else None, "")
         self.spool_root = Path(root) if root else default_spool_dir(self.dsn)
         do_fsync = env_bool("SPANLEDGER_SPOOL_FSYNC", fsync, True)
@@ -189,63 +193,84 @@ class Pipeline:
         request id) and may have been delivered before — to an earlier run of this process, or to another
         writer: they are looked up in the store before they are inserted.
         """
-        if self._closed:
-            _log.warning("spanledger pipeline for %s is shut down; %d calls refused", self.name, len(calls))
-            return BatchResult(rejected={"shutdown": len(calls)} if calls else {})
-        fresh, duplicates = self._recent.claim(calls)
-        if duplicates:
-            self.stats["skipped:duplicate"] += duplicates
-        result = BatchResult(duplicates=duplicates)
+        fresh, result = self._claim(calls, "LLM calls")
         if not fresh:
             return result
         for call in fresh:
             self.pricer.price(call)
-        columns = codec.to_columns(fresh)
-        bad = codec.out_of_range(columns)
+        accepted, result = self._spool(codec.CALLS, fresh, result, redelivered)
+        unpriced = sum(1 for c in accepted if c.cost is None)
+        if unpriced:
+            self.stats["unpriced"] += unpriced
+        self._hooks.publish(accepted)
+        return result
+
+    def submit_tools(self, tools: Sequence[ToolCall], *, redelivered: bool = False) -> BatchResult:
+        """Accept normalised tool executions: dedup, bound-check, spool (durable on return) — the same path as
+        :meth:`submit`'s, into ``tool_calls``; nothing is priced and the hooks never see them."""
+        fresh, result = self._claim(tools, "tool executions")
+        if not fresh:
+            return result
+        return self._spool(codec.TOOLS, fresh, result, redelivered)[1]
+
+    def _claim(self, records: Sequence[R], what: str) -> tuple[list[R], BatchResult]:
+        """The records not accepted before (the rest counted as duplicates); none while shut down."""
+        if self._closed:
+            _log.warning("spanledger pipeline for %s is shut down; %d %s refused", self.name, len(records), what)
+            return [], BatchResult(rejected={"shutdown": len(records)} if records else {})
+        fresh, duplicates = self._recent.claim(records)
+        if duplicates:
+            self.stats["skipped:duplicate"] += duplicates
+        return fresh, BatchResult(duplicates=duplicates)
+
+    def _spool(
+        self, kind: codec.Kind, fresh: list[R], result: BatchResult, redelivered: bool
+    ) -> tuple[list[R], BatchResult]:
+        """Set aside the records past a bound, append the rest to the spool; returns those accepted."""
+        columns = kind.to_columns(fresh)
+        bad = kind.out_of_range(columns)
         if bad:
-            fresh, columns, result = self._set_aside(fresh, columns, bad, result)
+            fresh, columns, result = self._set_aside(kind, fresh, columns, bad, result)
             if not fresh:
-                return result
+                return [], result
+        what = "LLM calls" if kind is codec.CALLS else "tool executions"
         try:
-            waiting = self.backlog.append(columns, check=redelivered)
+            waiting = self.backlog.append(columns, check=redelivered, kind=kind)
         except SpoolFullError as exc:
             self._recent.release(fresh)
             self.stats["rejected:spool_full"] += len(fresh)
             self._refused_since_flush += len(fresh)
-            _log.error("spanledger refused %d LLM calls: %s", len(fresh), exc)
-            return result.plus("spool_full", len(fresh), str(exc))
+            _log.error("spanledger refused %d %s: %s", len(fresh), what, exc)
+            return [], result.plus("spool_full", len(fresh), str(exc))
         except OSError as exc:
             self._recent.release(fresh)
             self.stats["rejected:spool_error"] += len(fresh)
             self._refused_since_flush += len(fresh)
-            _log.error("spanledger could not write %d LLM calls to the spool: %s", len(fresh), exc)
-            return result.plus("spool_error", len(fresh), f"the spool cannot be written: {exc.strerror or exc}")
-        self.stats["spooled"] += len(fresh)
-        unpriced = sum(1 for c in fresh if c.cost is None)
-        if unpriced:
-            self.stats["unpriced"] += unpriced
+            _log.error("spanledger could not write %d %s to the spool: %s", len(fresh), what, exc)
+            return [], result.plus("spool_error", len(fresh), f"the spool cannot be written: {exc.strerror or exc}")
+        self.stats["spooled" if kind is codec.CALLS else "tools_spooled"] += len(fresh)
         if waiting >= self._max_block_rows:
             self.flusher.wake()
-        self._hooks.publish(fresh)
-        return BatchResult(len(fresh), result.duplicates, result.rejected, result.messages)
+        return fresh, BatchResult(len(fresh), result.duplicates, result.rejected, result.messages)
 
     def _set_aside(
-        self, calls: list[LLMCall], columns: list[list[Any]], bad: dict[int, str], result: BatchResult
-    ) -> tuple[list[LLMCall], list[list[Any]], BatchResult]:
-        """Quarantine the calls with a value past its column's bound (a cost of $1M or more for one call)."""
+        self, kind: codec.Kind, records: list[R], columns: list[list[Any]], bad: dict[int, str], result: BatchResult
+    ) -> tuple[list[R], list[list[Any]], BatchResult]:
+        """Quarantine the records with a value past its column's bound (a cost of $1M or more for one call)."""
+        what = "call(s)" if kind is codec.CALLS else "tool execution(s)"
         for column in sorted(set(bad.values())):
             rows = sorted(r for r, c in bad.items() if c == column)
             reason = f"out_of_range:{column}"
-            worst = max((columns[codec.COLUMN_NAMES.index(column)][r] for r in rows), key=_magnitude)
-            message = f"{len(rows)} call(s) with {column} {worst} past its bound set aside in the quarantine"
-            self.quarantine.put(codec.select(columns, rows), reason=reason, error=message, source="submit")
+            worst = max((columns[kind.names.index(column)][r] for r in rows), key=_magnitude)
+            message = f"{len(rows)} {what} with {column} {worst} past its bound set aside in the quarantine"
+            self.quarantine.put(codec.select(columns, rows), reason=reason, error=message, source="submit", kind=kind)
             self.stats["quarantined"] += len(rows)
             self.stats[f"quarantined:{reason}"] += len(rows)
             self.stats[f"rejected:{reason}"] += len(rows)
             _log.error("spanledger: %s", message)
             result = result.plus(reason, len(rows), message)
-        keep = [r for r in range(len(calls)) if r not in bad]
-        return [calls[r] for r in keep], codec.select(columns, keep), result
+        keep = [r for r in range(len(records)) if r not in bad]
+        return [records[r] for r in keep], codec.select(columns, keep), result
 
     # --- hooks -------------------------------------------------------------------------------------
     def add_hook(self, hook: Hook) -> None:
@@ -269,17 +294,20 @@ class Pipeline:
                 if not held or not entry.path.exists():
                     continue  # another process is replaying it
                 try:
-                    calls = codec.from_columns(self.quarantine.load(entry))
+                    record = self.quarantine.load_record(entry)
+                    kind = record.kind
+                    calls = kind.from_columns(record.columns)
                 except (OSError, ValueError, TypeError):
                     _log.error("cannot read quarantine entry %s; left in place", entry.path)
                     continue
                 report["entries"] += 1
                 report["calls"] += len(calls)
-                for call in calls:
-                    call.flags = [f for f in call.flags if f not in ("unpriced", "cost_rounded")]
-                    self.pricer.price(call)
-                columns = codec.to_columns(calls)
-                bad = codec.out_of_range(columns)
+                if kind is codec.CALLS:  # tool executions have no price: they go back as they are
+                    for call in calls:
+                        call.flags = [f for f in call.flags if f not in ("unpriced", "cost_rounded")]
+                        self.pricer.price(call)
+                columns = kind.to_columns(calls)
+                bad = kind.out_of_range(columns)
                 report["kept"] += len(bad)
                 report["replayed"] += len(calls) - len(bad)
                 if dry_run or len(bad) == len(calls):
@@ -287,8 +315,8 @@ class Pipeline:
                 keep = [r for r in range(len(calls)) if r not in bad]
                 if bad:
                     kept = codec.select(columns, sorted(bad))
-                    self.quarantine.put(kept, reason=entry.reason, error=entry.error, source=entry.source)
-                self.backlog.append(codec.select(columns, keep), check=True)
+                    self.quarantine.put(kept, reason=entry.reason, error=entry.error, source=entry.source, kind=kind)
+                self.backlog.append(codec.select(columns, keep), check=True, kind=kind)
                 self.stats["replayed_from_quarantine"] += len(keep)
                 self.quarantine.remove(entry)
         if not dry_run:

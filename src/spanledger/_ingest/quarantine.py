@@ -1,5 +1,6 @@
-"""The quarantine: calls set aside because the store refused their rows, or because they lie outside the
-documented bounds (a cost of $1,000,000 or more for one call), so that they never stop anything else.
+"""The quarantine: calls (or tool executions) set aside because the store refused their rows, or because they
+lie outside the documented bounds (a cost of $1,000,000 or more for one call), so that they never stop
+anything else.
 
 Each entry is one file ``q-<time_ns>-<rand>.json`` under ``<spool root>/quarantine/``: a first line of JSON
 saying why (``reason``, the store's ``error``, when, how many calls, where from), then the calls as a spool
@@ -41,6 +42,8 @@ class Entry:
     """Unix time."""
     source: str
     """The spool segment (or entry point) the calls came from."""
+    kind: str = codec.CALLS.name
+    """``llm_calls``, or ``tool_calls`` for tool executions (counted in ``calls`` all the same)."""
 
 
 class Quarantine:
@@ -50,8 +53,10 @@ class Quarantine:
         self.dir = root / DIRECTORY
         self.fsync = fsync
 
-    def put(self, columns: list[list[Any]], *, reason: str, error: str, source: str) -> Path:
-        """Durably set these calls aside; returns the entry's file."""
+    def put(
+        self, columns: list[list[Any]], *, reason: str, error: str, source: str, kind: codec.Kind = codec.CALLS
+    ) -> Path:
+        """Durably set these records (of ``kind``) aside; returns the entry's file."""
         self.dir.mkdir(parents=True, exist_ok=True)
         head = {
             "reason": reason,
@@ -60,7 +65,9 @@ class Quarantine:
             "quarantined_at": time.time(),
             "source": source,
         }
-        body = json.dumps(head, ensure_ascii=False).encode() + b"\n" + codec.encode(columns)
+        if kind is not codec.CALLS:
+            head["kind"] = kind.name
+        body = json.dumps(head, ensure_ascii=False).encode() + b"\n" + codec.encode(columns, kind=kind)
         name = f"q-{time.time_ns():020d}-{secrets.token_hex(4)}.json"
         tmp = self.dir / f".{name}.tmp"
         with open(tmp, "wb") as f:
@@ -92,6 +99,7 @@ class Quarantine:
                         calls=int(head["calls"]),
                         quarantined_at=float(head["quarantined_at"]),
                         source=str(head.get("source", "")),
+                        kind=str(head.get("kind", codec.CALLS.name)),
                     )
                 )
             except (OSError, ValueError, KeyError, TypeError):
@@ -100,9 +108,13 @@ class Quarantine:
 
     def load(self, entry: Entry) -> list[list[Any]]:
         """The entry's calls as columns; raises ``ValueError`` when the file cannot be read."""
+        return self.load_record(entry).columns
+
+    def load_record(self, entry: Entry) -> codec.Decoded:
+        """The entry's records as columns, with their kind; raises ``ValueError`` when the file cannot be read."""
         data = entry.path.read_bytes()
         _, _, payload = data.partition(b"\n")
-        return codec.decode(payload)
+        return codec.decode_record(payload)
 
     def remove(self, entry: Entry) -> None:
         with contextlib.suppress(FileNotFoundError):

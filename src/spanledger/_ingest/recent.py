@@ -5,12 +5,24 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
-from .._model.call import LLMCall
+
+class Keyed(Protocol):
+    """A record with span ids: an LLM call or a tool execution."""
+
+    @property
+    def trace_id(self) -> int: ...
+    @property
+    def span_id(self) -> int: ...
+
+
+R = TypeVar("R", bound=Keyed)
 
 
 class Recent:
-    """Keys of recently accepted calls: ``(trace id, span id)`` and ``(0, "provider:response id")``."""
+    """Keys of recently accepted records: ``(trace id, span id)`` and, for an LLM call, ``(0, "provider:response
+    id")``."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -18,15 +30,17 @@ class Recent:
         self._lock = threading.Lock()
 
     @staticmethod
-    def keys(call: LLMCall) -> list[tuple[int, int | str]]:
+    def keys(call: Keyed) -> list[tuple[int, int | str]]:
         out: list[tuple[int, int | str]] = [(call.trace_id, call.span_id)]
-        if call.response_id:  # provider response ids are unique: two spans with one id are one call
-            out.append((0, f"{call.provider}:{call.response_id}"))
+        response_id = getattr(call, "response_id", "")
+        if response_id:  # provider response ids are unique: two spans with one id are one call
+            out.append((0, f"{getattr(call, 'provider', '')}:{response_id}"))
         return out
 
-    def claim(self, calls: Sequence[LLMCall]) -> tuple[list[LLMCall], int]:
-        """The calls not seen before (now remembered), and how many were."""
-        fresh, duplicates = [], 0
+    def claim(self, calls: Sequence[R]) -> tuple[list[R], int]:
+        """The records not seen before (now remembered), and how many were."""
+        fresh: list[R] = []
+        duplicates = 0
         with self._lock:
             for call in calls:
                 keys = self.keys(call)
@@ -40,7 +54,7 @@ class Recent:
                 self._keys.popitem(last=False)
         return fresh, duplicates
 
-    def release(self, calls: Sequence[LLMCall]) -> None:
+    def release(self, calls: Sequence[Keyed]) -> None:
         """Forget calls that were refused after all, so that a retry is not mistaken for a duplicate."""
         with self._lock:
             for call in calls:

@@ -1,21 +1,24 @@
-"""The rows queries return — users, tenants, models, days, an overview, one user's detail, pages of them —
-each field with one line of meaning, which the JSON and CSV records and the API's schema show."""
+"""The rows queries return — users, tenants, models, tools, days, an overview, one user's detail, pages of
+them — each field with one line of meaning, which the JSON and CSV records and the API's schema show."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from .call import StoredCall
-from .usage import Usage
+from .customer import Customer
+from .usage import Metric, Usage, metric
 
 UNATTRIBUTED_LABEL = "(unattributed)"
 """How a call with no user is shown; it is stored with ``user_id = ''``."""
 NO_TENANT_LABEL = "(no tenant)"
 """How a call with no tenant is shown; it is stored with ``tenant_id = ''``."""
+UNNAMED_TOOL = "(unnamed)"
+"""How a tool execution whose span names no tool is shown; it is stored with ``tool_name = ''``."""
 
 
 def doc(meaning: str, **kwargs: Any) -> Any:
@@ -35,6 +38,11 @@ T = TypeVar("T")
 _USER = 'The user; "" for the calls that carried none (shown as "(unattributed)").'
 _TENANT = 'The tenant; "" for the calls that carried none.'
 _USAGE = "Totals over the window."
+_NAME = 'The display name of their customer profile; "" when they have none.'
+_TENANT_NAME = 'The display name of the tenant\'s own profile; "" when it has none.'
+_TOOL_CALLS = "Tool executions attributed to the user (in the row's tenant) in the window."
+# Fields passed by keyword only (dataclasses.field, so that type checkers see it): they sit beside the field
+# they belong with, which the records keep, without breaking the positional order of the others.
 
 
 class _Labelled:
@@ -59,6 +67,7 @@ class UserRow(_Labelled):
     """One user and their totals: within one tenant in a ranking, across their tenants in a user's detail."""
 
     user_id: str = doc(_USER)
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _NAME})
     tenant_ids: tuple[str, ...] = doc(
         "The tenants of the calls counted (one in a ranking: a row is a (tenant, user) pair)."
     )
@@ -69,6 +78,7 @@ class UserRow(_Labelled):
         "Cost in the previous window of the same length; null when not compared (or the window has no start).",
         default=None,
     )
+    tool_calls: int = dataclasses.field(default=0, kw_only=True, metadata={"doc": _TOOL_CALLS})
 
     @property
     def tenant_id(self) -> str:
@@ -81,6 +91,7 @@ class TenantRow:
     """One tenant and its totals."""
 
     tenant_id: str = doc(_TENANT)
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _TENANT_NAME})
     usage: Usage = doc(_USAGE)
     active_users: int = doc("Users with calls: distinct attributed user ids, exact.")
     previous_cost: Decimal | None = doc(
@@ -109,6 +120,7 @@ class TopUser(_Labelled):
     """One user (within one tenant) in an :class:`Overview`: what a leaderboard shows, not every metric."""
 
     user_id: str = doc(_USER)
+    display_name: str = dataclasses.field(default="", kw_only=True, metadata={"doc": _NAME})
     tenant_id: str = doc(_TENANT)
     cost: Decimal = doc("Exact USD of the priced calls.")
     requests: int = doc("LLM calls.")
@@ -165,6 +177,10 @@ class Page(Generic[T]):
         "The calls with no user id (no tenant id, for tenants) under the same filters: never a row, never counted.",
         default=None,
     )
+    inactive: int = doc(
+        "Of ``total``, customers with a profile and no calls in the window (listed after the others when asked).",
+        default=0,
+    )
 
     @property
     def pages(self) -> int:
@@ -186,6 +202,8 @@ class UserDetail:
     models: list[ModelRow] = doc("Per model, costliest first.")
     daily: list[DailyRow] = doc("Per UTC day with calls.")
     calls: list[StoredCall] = doc("The most recent calls, newest first.", default_factory=list)
+    profile: Customer | None = doc("The user's customer profile (in their tenant), None when none.", default=None)
+    tools: list[ToolRow] = doc("Tool executions per tool, most used first.", default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +257,40 @@ class TagChoice:
     value: str = doc('The value ("" in the list of keys).')
     cost: Decimal = doc("Exact USD of the priced calls carrying it.")
     requests: int = doc("LLM calls carrying it.")
+
+
+_PER_USER = "null when the row sums every user asked about."
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRow:
+    """One tool's executions over a window: of one user within one tenant, or of every user asked about.
+
+    Its metric fields say how each is computed from ``tool_calls`` (aliased ``r``) and merged across tiers,
+    like :class:`Usage`'s: the hourly tool rollup and the tool queries derive from them."""
+
+    tool_name: str = doc('The tool; "" when its spans named none (shown as "(unnamed)").')
+    tenant_id: str | None = doc(f'The user\'s tenant ("" for none); {_PER_USER}')
+    user_id: str | None = doc(f'The user ("" for executions that carried none); {_PER_USER}')
+    calls: int = metric("count()", "sum", "UInt64", "Tool executions.")
+    errors: int = metric("sum(r.is_error)", "sum", "UInt64", "Executions that ended in an error.")
+    duration_us: int = metric("sum(r.duration_us)", "sum", "UInt64", "Time spent in the tool (µs).")
+    last_seen: datetime | None = metric("max(r.timestamp)", "max", "DateTime64(6, 'UTC')", "The last execution.")
+
+    @property
+    def label(self) -> str:
+        """The tool's name, or "(unnamed)"."""
+        return self.tool_name or UNNAMED_TOOL
+
+    @property
+    def avg_duration_ms(self) -> float:
+        """Mean duration of an execution, in milliseconds."""
+        return self.duration_us / self.calls / 1000 if self.calls else 0.0
+
+
+TOOL_METRICS: tuple[Metric, ...] = tuple(
+    Metric(f.name, f.metadata["raw"], f.metadata["merge"], f.metadata["ch"], f.metadata["doc"], True)
+    for f in dataclasses.fields(ToolRow)
+    if "raw" in f.metadata
+)
+"""The tool rollup's metric columns, in order (each over ``tool_calls`` aliased ``r``)."""

@@ -135,6 +135,7 @@ def page(record: Mapping[str, Any], cls: type[T]) -> Page[T]:
         page=int(record["page"]),
         limit=int(record["limit"]),
         unnamed=row(Bucket, bucket) if bucket else None,
+        inactive=int(record.get("inactive") or 0),
     )
 
 

@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .._model.call import CALL_COLUMNS, StoredCall
+from .._model.customer import Customer
 from .._model.rows import (
     NO_TENANT_LABEL,
     UNATTRIBUTED_LABEL,
@@ -31,6 +32,7 @@ from .._model.rows import (
     TagChoice,
     TenantDetail,
     TenantRow,
+    ToolRow,
     TopUser,
     Totals,
     UserRow,
@@ -38,7 +40,9 @@ from .._model.rows import (
 from .._model.usage import DERIVED, METRICS, Usage
 from .numbers import decimal_string, iso
 
-Kind = Literal["str", "int", "int?", "float", "bool", "money", "money?", "time?", "date", "strings", "tags", "hex"]
+Kind = Literal[
+    "str", "str?", "int", "int?", "float", "bool", "money", "money?", "time?", "date", "strings", "tags", "hex"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,16 @@ def _getter(get: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
     return lambda row: getattr(get(row), name)
 
 
-_KINDS: dict[Any, Kind] = {str: "str", int: "int", bool: "bool", Decimal: "money", date: "date", float: "float"}
+_KINDS: dict[Any, Kind] = {
+    str: "str",
+    str | None: "str?",
+    int: "int",
+    bool: "bool",
+    Decimal: "money",
+    date: "date",
+    datetime | None: "time?",
+    float: "float",
+}
 
 
 _OPTIONAL: dict[Any, Kind] = {Decimal: "money?", int: "int?", datetime: "time?", str: "str"}
@@ -129,6 +142,10 @@ def _kind(annotation: Any) -> Kind:
             return _OPTIONAL[inner]
     if get_origin(annotation) is tuple:
         return "strings"
+    if get_origin(annotation) is dict:
+        return "tags"
+    if get_origin(annotation) is Literal and all(isinstance(v, str) for v in get_args(annotation)):
+        return "str"
     raise TypeError(f"no record kind for {annotation!r}")
 
 
@@ -159,6 +176,8 @@ MODEL = shape_of(ModelRow, "Model")
 DAILY = shape_of(DailyRow, "Day")
 TOP_USER = shape_of(TopUser, "TopUser", derived={"user_id": _LABELS})
 TOTALS = shape_of(Totals, "Totals")
+TOOL = shape_of(ToolRow, "Tool", derived={"tool_name": ("label",), "duration_us": ("avg_duration_ms",)})
+CUSTOMER = shape_of(Customer, "Customer", derived={"user_id": ("kind",)})
 
 
 def _call_kind(name: str, ch_type: str) -> Kind:
@@ -256,8 +275,12 @@ def user_detail_record(
     models: Sequence[ModelRow],
     daily: Sequence[DailyRow],
     calls: Sequence[StoredCall],
+    *,
+    profile: Customer | None = None,
+    tools: Sequence[ToolRow] = (),
 ) -> dict[str, Any]:
-    """One user's detail: summary (``null`` when no calls in the window), models, days, recent calls."""
+    """One user's detail: summary (``null`` when no calls in the window), models, days, recent calls, their
+    customer profile (``null`` for none) and executions per tool."""
     return {
         "user_id": user_id,
         "label": user_id or UNATTRIBUTED_LABEL,
@@ -265,4 +288,6 @@ def user_detail_record(
         "models": MODEL.records(models),
         "daily": DAILY.records(daily),
         "calls": CALL.records(calls),
+        "profile": CUSTOMER.record(profile) if profile else None,
+        "tools": TOOL.records(tools),
     }

@@ -130,6 +130,10 @@ def _total_label(page: Page[Any]) -> str:
     return f"Shown ({len(page.rows)} of {count(page.total)})"
 
 
+def _user_cell(row: UserRow | TopUser) -> str:
+    return escape(row.label) if row.attributed else f"[italic]{UNATTRIBUTED_LABEL}[/]"
+
+
 def users_table(
     page: Page[Any],
     window: TimeRange,
@@ -139,33 +143,51 @@ def users_table(
     title: str | None = None,
     width: int = 120,
 ) -> Table:
-    """One page of users: rank, user, tenant, requests, tokens, cost, unpriced calls, errors, top model."""
+    """One page of users: rank, user, name (when a profile names one), tenant, requests, tokens, cost, unpriced
+    calls, errors, top model, tool executions (when there are any)."""
     rows: list[UserRow] = page.rows
-    cols = [_Col("#", style="dim"), _Col("User", number=False), _Col("Tenant", number=False), *_USAGE_COLS]
-    cols.append(_Col("Top model", number=False, drop_below=110))
+    named, tools = any(r.display_name for r in rows), any(r.tool_calls for r in rows)
+    cols = [_Col("#", style="dim"), _Col("User", number=False)]
+    cols += [_Col("Name", number=False, drop_below=100)] if named else []
+    cols += [_Col("Tenant", number=False), *_USAGE_COLS, _Col("Top model", number=False, drop_below=110)]
+    cols += [_Col("Tools", drop_below=100)] if tools else []
     cells = [
         [
             str(rank),
-            escape(row.label) if row.attributed else f"[italic]{UNATTRIBUTED_LABEL}[/]",
+            _user_cell(row) + (" [dim](no calls)[/]" if not row.usage.requests else ""),
+            *([escape(row.display_name)] if named else []),
             escape(row.tenant_id) or NO_TENANT_LABEL,
             *_usage_cells(row.usage),
             escape(row.top_model),
+            *([count(row.tool_calls) if row.tool_calls else "—"] if tools else []),
         ]
         for rank, row in enumerate(rows, start=(page.page - 1) * page.limit + 1)
     ]
-    footer = ["", _total_label(page), "", *_totals(r.usage for r in rows), ""]
-    caption = _caption(window, page, plural(page.total, "user"))
+    footer = ["", _total_label(page), *([""] if named else []), "", *_totals(r.usage for r in rows), ""]
+    footer += [count(sum(r.tool_calls for r in rows))] if tools else []
+    counted = plural(page.total - page.inactive, "user") + (
+        f" · {plural(page.inactive, 'customer')} with no calls" if page.inactive else ""
+    )
+    caption = _caption(window, page, counted)
     return _build(title or ranking_title("Users", sort_by, sort_dir), caption, cols, cells, footer, width)
 
 
 def top_users_table(rows: Sequence[TopUser], *, title: str, caption: str, width: int = 120) -> Table:
-    """The costliest users of an overview: rank, user, tenant, requests, cost, unpriced calls."""
-    cols = [_Col("#", style="dim"), _Col("User", number=False), _Col("Tenant", number=False), _Col("Requests")]
-    cols += [_Col("Cost", style="green"), _Col("Unpriced", style="yellow")]
+    """The costliest users of an overview: rank, user, name (when any), tenant, requests, cost, unpriced calls."""
+    named = any(r.display_name for r in rows)
+    cols = [_Col("#", style="dim"), _Col("User", number=False)]
+    cols += [_Col("Name", number=False, drop_below=100)] if named else []
+    cols += [
+        _Col("Tenant", number=False),
+        _Col("Requests"),
+        _Col("Cost", style="green"),
+        _Col("Unpriced", style="yellow"),
+    ]
     cells = [
         [
             str(rank),
-            escape(row.label) if row.attributed else f"[italic]{UNATTRIBUTED_LABEL}[/]",
+            _user_cell(row),
+            *([escape(row.display_name)] if named else []),
             escape(row.tenant_id) or NO_TENANT_LABEL,
             count(row.requests),
             money(row.cost),

@@ -30,9 +30,10 @@ from .._ingest.spool import ACTIVE, records, write_records
 
 _log = logging.getLogger(__name__)
 
-_USER = codec.COLUMN_NAMES.index("user_id")
-_TENANT = codec.COLUMN_NAMES.index("tenant_id")
-_CONTENT = tuple(codec.COLUMN_NAMES.index(c) for c in ("prompt", "completion"))
+
+def _at(kind: codec.Kind, *names: str) -> tuple[int, ...]:
+    """Where the named columns are in a block of ``kind`` (those it has)."""
+    return tuple(kind.names.index(n) for n in names if n in kind.names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +44,27 @@ class Edit:
     tenant: str | None
     pseudonym: str | None = None
 
-    def rows(self, columns: list[list[Any]]) -> list[int]:
-        users, tenants = columns[_USER], columns[_TENANT]
+    def rows(self, columns: list[list[Any]], kind: codec.Kind = codec.CALLS) -> list[int]:
+        user, tenant = _at(kind, "user_id", "tenant_id")
+        users, tenants = columns[user], columns[tenant]
         return [
             r for r, user in enumerate(users) if user in self.ids and (self.tenant is None or tenants[r] == self.tenant)
         ]
 
-    def __call__(self, columns: list[list[Any]]) -> tuple[list[list[Any]], int] | None:
-        """The block edited and the rows touched; ``None`` when it holds none of the user's calls."""
-        hit = self.rows(columns)
+    def __call__(self, columns: list[list[Any]], kind: codec.Kind = codec.CALLS) -> tuple[list[list[Any]], int] | None:
+        """The block (LLM calls or tool executions) edited and the rows touched; ``None`` when it holds none of
+        the user's records."""
+        hit = self.rows(columns, kind)
         if not hit:
             return None
         if self.pseudonym is None:
             gone = set(hit)
             return codec.select(columns, [r for r in range(codec.row_count(columns)) if r not in gone]), len(hit)
         edited = [list(col) for col in columns]
+        (user,) = _at(kind, "user_id")
         for r in hit:
-            edited[_USER][r] = self.pseudonym
-            for c in _CONTENT:
+            edited[user][r] = self.pseudonym
+            for c in _at(kind, "prompt", "completion"):
                 edited[c][r] = ""
         return edited, len(hit)
 
@@ -116,18 +120,18 @@ def _edit_file(path: Path, edit: Edit, *, write: bool, fsync: bool) -> int:
     found = 0
     for payload in payloads:
         try:
-            columns, check = codec.decode_block(payload)
+            record = codec.decode_record(payload)
         except ValueError:
             out.append(payload)
             continue
-        outcome = edit(columns)
+        outcome = edit(record.columns, record.kind)
         if outcome is None:
             out.append(payload)
             continue
         edited, hit = outcome
         found += hit
         if codec.row_count(edited):
-            out.append(codec.encode(edited, check=check))
+            out.append(codec.encode(edited, check=record.check, kind=record.kind))
     if write and found:
         write_records(path, out, fsync=fsync)  # a torn tail, unreadable anyway, is left out
     return found
@@ -175,11 +179,11 @@ def _forget_in_quarantine(directory: Path, edit: Edit, *, write: bool, fsync: bo
             try:
                 head_line, _, payload = path.read_bytes().partition(b"\n")
                 head = json.loads(head_line)
-                columns = codec.decode(payload)
+                record = codec.decode_record(payload)
             except (OSError, ValueError):
                 _log.error("unreadable quarantine entry %s could not be checked for the user", path)
                 continue
-            outcome = edit(columns)
+            outcome = edit(record.columns, record.kind)
             if outcome is None:
                 continue
             edited, hit = outcome
@@ -191,7 +195,11 @@ def _forget_in_quarantine(directory: Path, edit: Edit, *, write: bool, fsync: bo
                 path.unlink()
                 continue
             head["calls"] = codec.row_count(edited)
-            body = json.dumps(head, ensure_ascii=False).encode() + b"\n" + codec.encode(edited)
+            body = (
+                json.dumps(head, ensure_ascii=False).encode()
+                + b"\n"
+                + codec.encode(edited, check=record.check, kind=record.kind)
+            )
             tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
             with open(tmp, "wb") as f:
                 f.write(body)

@@ -1,4 +1,5 @@
-"""``Ledger``: who costs what — the public façade over the query modules.
+"""``Ledger``: who costs what — the public façade over the query modules (and the customer profiles that put
+names to the ids).
 
 Windows are exact to the microsecond: whole days come from the daily rollups, whole hours from the hourly
 rollups, the partial hours at either edge from the raw ``llm_calls`` table, in one query (``tiers``,
@@ -13,9 +14,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .._billing import margins, statements
+from .._customers import store as profiles
 from .._store.store import Store
 from . import calls as calls_
-from . import detail, menus, rankings, series
+from . import detail, menus, rankings, series, tools
 from . import overview as overview_
 from . import segments as segments_
 
@@ -37,7 +39,8 @@ def _on_store(question: Callable[Concatenate[Store, P], R]) -> Callable[Concaten
 
 
 class Ledger:
-    """Read-only questions about spend: who, which tenant, which model, which day.
+    """Questions about spend — who, which tenant, which model, which day, which tools — and the customer
+    profiles that name the users and tenants (the one thing it writes).
 
     Args:
         store: A DSN (default ``SPANLEDGER_STORE``) or an open :class:`Store`.
@@ -65,6 +68,10 @@ class Ledger:
     totals = _on_store(overview_.totals)
     overview = _on_store(overview_.overview)
     daily = _on_store(series.daily)
+    tools = _on_store(tools.tools)
+    customers = _on_store(profiles.listing)
+    customer = _on_store(profiles.get)
+    upsert_customers = _on_store(profiles.upsert_customers)
     statement = _on_store(statements.statement)
     margins = _on_store(margins.margins)
 

@@ -1,4 +1,5 @@
-"""A window at a glance: totals, the unattributed spend, the top users and tenants, the daily series.
+"""A window at a glance: totals, the unattributed spend, the top users and tenants (with their
+customer profiles' names), the daily series.
 
 Users and tenants are counted one way everywhere (:data:`~spanledger._model.rows.USERS_COUNTED`): distinct
 attributed (tenant, user) pairs and distinct tenant ids with calls, exactly; the calls without a user id
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from .._customers import store as profiles
 from .._model.rows import Overview, TenantRow, TopUser, Totals
 from .._model.usage import CALL_COST, Usage
 from .._store.schema import DAILY_OF, TENANT_DAILY_ROLLUP, TENANT_ROLLUP, USER_DAILY_ROLLUP, USER_ROLLUP
@@ -123,7 +125,13 @@ def overview(
     tq = _query(store, q.window, None, user_id, tags)
     tq.where_in("tenant_id", [r["tenant_id"] for r in named])
     users = tenant_users(store, tq) if named else {}
-    top_tenants = [TenantRow(r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0)) for r in named]
+    shown = profiles.tenant_names(store, [r["tenant_id"] for r in named])
+    top_tenants = [
+        TenantRow(
+            r["tenant_id"], Usage.from_row(r), users.get(r["tenant_id"], 0), display_name=shown.get(r["tenant_id"], "")
+        )
+        for r in named
+    ]
     window = previous(start, end) if compare else None
     return Overview(
         totals=Totals(Usage.summed(tenants), active_users=counts[0], tenants=counts[1]),
@@ -166,8 +174,16 @@ LIMIT {top}"""
     rows = fetch(store, sql, q.params)
     if not rows:
         return [], (0, 0), (Decimal(0), 0)
+    names = profiles.names(store, ((r["tenant_id"], r["user_id"]) for r in rows if r["user_id"]))
     out = [
-        TopUser(r["user_id"], r["tenant_id"], Decimal(r["cost"]), int(r["requests"]), int(r["unpriced_requests"]))
+        TopUser(
+            r["user_id"],
+            r["tenant_id"],
+            Decimal(r["cost"]),
+            int(r["requests"]),
+            int(r["unpriced_requests"]),
+            display_name=names.get((r["tenant_id"], r["user_id"]), ""),
+        )
         for r in rows
         if r["user_id"]
     ]

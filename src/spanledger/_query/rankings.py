@@ -4,20 +4,26 @@ A page is two queries: the ranking by the sort key alone over every matching row
 what a ``GROUP BY`` over ~all users costs), then every metric for the page's rows only. Users and tenants
 are counted the same way everywhere (:data:`~spanledger._model.rows.USERS_COUNTED`): the calls that carried
 no user id (no tenant id) are no user (no tenant); a ranking leaves them out of its rows and its count and
-reports them beside it (``Page.unnamed``). A page past the end is the last page.
+reports them beside it (``Page.unnamed``). A page past the end is the last page. For the page's
+rows only, one look-up each gives their customer profiles' names and their tool executions; a search
+matches ids, and the names and e-mails of customer profiles (a subquery of the matching profiles' keys).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Literal
 
+from .._customers import store as profiles
+from .._customers.schema import CUSTOMERS_TABLE
 from .._errors import ConfigError
 from .._model.rows import SORT_KEYS, Bucket, Page, TenantRow, UserRow, pages_of
 from .._model.usage import CALL_COST, Usage
 from .._store.schema import DAILY_OF, TENANT_ROLLUP, USER_MODEL_DAILY_ROLLUP, USER_MODEL_ROLLUP, USER_ROLLUP
 from .._store.store import Store
+from . import tools
 from .overview import per_tenant
 from .sql import Query, check_paging, fetch, outer, raw_inner, rollup_inner
 from .tiers import TierPlan, plan, previous
@@ -63,11 +69,13 @@ def users(
     traces: bool = True,
     compare: bool = False,
     include_unattributed: bool = False,
+    include_inactive: bool = False,
 ) -> Page[UserRow]:
     """A page of users (per tenant) with their totals, sorted; ``total`` counts all matching users.
 
     Args:
-        search: A case-insensitive part of the user id.
+        search: A case-insensitive part of the user id, or of the display name or e-mail of their customer
+            profile.
         tenant_id: Only this tenant (``""``: the calls without one).
         user_id: Only this user (in each of their tenants).
         traces: ``False`` leaves distinct traces uncounted (``usage.traces`` is ``None``): merging the
@@ -75,6 +83,11 @@ def users(
         compare: Also each row's cost over the previous window of the same length (``previous_cost``).
         include_unattributed: Rank the calls with no user id as rows of their own (one per tenant), counted
             in ``total``, instead of reporting them apart in ``unnamed``.
+        include_inactive: The customers with a profile and no calls (matching the filters) in the window
+            follow every user with calls, by tenant and user id, with zero usage; ``total`` counts them too
+            and ``inactive`` says how many there are.
+
+    Each row carries its profile's ``display_name`` and its ``tool_calls``.
     """
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
@@ -83,7 +96,7 @@ def users(
     q = Query(store.database, plan(start, end, rollups=not tags))
     q.where_equal("tenant_id", tenant_id)
     q.where_user(user_id)
-    q.where_search("user_id", search)
+    q.where_search("user_id", search, also=lambda param: profiles.matching_keys(store.database, param))
     q.where_tags(tags)
     unnamed = None
     if not include_unattributed:
@@ -91,17 +104,65 @@ def users(
             unnamed = _bucket(store, q, USER_ROLLUP, "user_id")
         q.filters.append("user_id != ''")
     keys = ["tenant_id", "user_id"]
-    ranked, total, page = rank(store, q, USER_ROLLUP, keys, sort_by, sort_dir, page, limit)
+    inactive = _inactive(store, q, tenant_id, search, 0, 0)[1] if include_inactive and user_id is None else 0
+    ranked, total, page = rank(store, q, USER_ROLLUP, keys, sort_by, sort_dir, page, limit, extra=inactive)
+    offset = (page - 1) * limit
     pairs = [(r["tenant_id"], r["user_id"]) for r in ranked]
+    idle: list[tuple[str, str]] = []
+    if inactive and len(pairs) < limit:
+        idle = _inactive(store, q, tenant_id, search, limit - len(pairs), max(0, offset - total))[0]
     filled = _fill(store, q.window.by_day(), pairs, tags, traces=traces)
     before = _previous_costs(store, start, end, pairs, tags) if compare else {}
+    names = profiles.names(store, pairs + idle)
+    tool_calls = tools.per_pair(store, q.window, pairs + idle, tags)
     out = []
     for pair in pairs:
         r = filled[pair]
-        usage = Usage.from_row(r)
         prior = before.get(pair, Decimal(0)) if compare and before is not None else None
-        out.append(UserRow(pair[1], (pair[0],), usage, int(r["models"]), r["top_model"], prior))
-    return Page(rows=out, total=total, page=page, limit=limit, unnamed=unnamed)
+        row = UserRow(pair[1], (pair[0],), Usage.from_row(r), int(r["models"]), r["top_model"], prior)
+        out.append(replace(row, display_name=names.get(pair, ""), tool_calls=tool_calls.get(pair, 0)))
+    none = Usage.summed([])
+    for pair in idle:
+        out.append(
+            UserRow(
+                pair[1],
+                (pair[0],),
+                replace(none, traces=None if not traces else 0),
+                0,
+                "",
+                Decimal(0) if compare else None,
+                display_name=names.get(pair, ""),
+                tool_calls=tool_calls.get(pair, 0),
+            )
+        )
+    return Page(rows=out, total=total + inactive, page=page, limit=limit, unnamed=unnamed, inactive=inactive)
+
+
+def _inactive(
+    store: Store, q: Query, tenant_id: str | None, search: str | None, limit: int, offset: int
+) -> tuple[list[tuple[str, str]], int]:
+    """The customers with a user profile and no calls matching ``q`` in its window — ``limit`` of them from
+    ``offset``, by tenant and user id — and how many there are."""
+    active = q.union(
+        USER_ROLLUP, ["tenant_id", "user_id"], "0 AS k", "0 AS k", daily=DAILY_OF[USER_ROLLUP], grouped=False
+    )
+    where = ["user_id != ''", f"(tenant_id, user_id) NOT IN (SELECT DISTINCT tenant_id, user_id FROM ({active}))"]
+    if tenant_id is not None:
+        where.append(f"tenant_id = {{{q.bind(tenant_id)}:String}}")
+    if search:
+        s = q.bind(search)
+        matches = (
+            f"positionCaseInsensitiveUTF8({c}, {{{s}:String}}) > 0" for c in ("user_id", "display_name", "email")
+        )
+        where.append(f"({' OR '.join(matches)})")
+    source = f"{q.db}.{CUSTOMERS_TABLE} FINAL WHERE {' AND '.join(where)}"
+    if limit <= 0:
+        return [], int(fetch(store, f"SELECT count() AS n FROM {source}", q.params)[0]["n"])
+    sql = f"SELECT tenant_id, user_id, count() OVER () AS total_rows FROM {source} ORDER BY tenant_id, user_id LIMIT {limit} OFFSET {offset}"
+    rows = fetch(store, sql, q.params)
+    if not rows:
+        return [], int(fetch(store, f"SELECT count() AS n FROM {source}", q.params)[0]["n"])
+    return [(r["tenant_id"], r["user_id"]) for r in rows], int(rows[0]["total_rows"])
 
 
 def _fill(
@@ -175,15 +236,16 @@ def tenants(
     compare: bool = False,
     include_no_tenant: bool = False,
 ) -> Page[TenantRow]:
-    """A page of tenants with their totals and users (``tenant_id``: that tenant only; ``user_id``: the
-    tenants of that user); ``traces`` and ``compare`` as in :func:`users`. The calls with no tenant id are
-    reported apart (``unnamed``) unless ``include_no_tenant`` ranks them as a row."""
+    """A page of tenants with their totals, users and profile names (``tenant_id``: that tenant only;
+    ``user_id``: the tenants of that user; ``search`` matches ids and the names and e-mails of tenants' own
+    profiles); ``traces`` and ``compare`` as in :func:`users`. The calls with no tenant id are reported apart
+    (``unnamed``) unless ``include_no_tenant`` ranks them as a row."""
     check_sort(sort_by, sort_dir)
     page, limit = check_paging(page, limit)
     q = Query(store.database, plan(start, end))
     q.where_equal("tenant_id", tenant_id)
     q.where_user(user_id)
-    q.where_search("tenant_id", search)
+    q.where_search("tenant_id", search, also=lambda param: profiles.matching_keys(store.database, param, kind="tenant"))
     q.where_tags(tags)
     hourly = USER_ROLLUP if q.has_user else TENANT_ROLLUP  # the per-tenant rollups keep no user ids
     unnamed = None
@@ -205,10 +267,12 @@ def tenants(
     before: dict[str, Decimal] | None = {}
     if compare:
         before = _previous_tenant_costs(store, start, end, names, user_id, tags)
+    shown = profiles.tenant_names(store, names)
     out = []
     for n in names:
         prior = (before or {}).get(n, Decimal(0)) if compare and before is not None else None
-        out.append(TenantRow(n, Usage.from_row(by_name[n]), int(by_name[n]["active_users"]), prior))
+        row = TenantRow(n, Usage.from_row(by_name[n]), int(by_name[n]["active_users"]), prior)
+        out.append(replace(row, display_name=shown.get(n, "")))
     return Page(rows=out, total=total, page=page, limit=limit, unnamed=unnamed)
 
 
@@ -278,10 +342,19 @@ def user_ids(
 
 
 def rank(
-    store: Store, q: Query, hourly: str, keys: list[str], sort_by: str, sort_dir: str, page: int, limit: int
+    store: Store,
+    q: Query,
+    hourly: str,
+    keys: list[str],
+    sort_by: str,
+    sort_dir: str,
+    page: int,
+    limit: int,
+    *,
+    extra: int = 0,
 ) -> tuple[list[dict[str, Any]], int, int]:
     """One page of ``keys`` ranked by the sort key alone, how many there are in all, and the page's number:
-    a page past the end is the last page."""
+    a page past the end is the last page (of the ranked rows and ``extra`` rows listed after them)."""
     rollup_key, raw_key, outer_key = RANK_KEYS[sort_by]
     union = q.union(hourly, keys, f"{rollup_key} AS k", f"{raw_key} AS k", daily=DAILY_OF[hourly], grouped=False)
     group = ", ".join(keys)
@@ -303,5 +376,7 @@ LIMIT {limit} OFFSET {offset}"""
         return [], 0, 1
     first = ranked(1, 0)  # past the last page: the count comes from the first row, then the last page
     total = int(first[0]["total_rows"]) if first else 0
-    last = pages_of(total, limit)
+    if page <= pages_of(total + extra, limit):
+        return [], total, page  # a page of the extra rows only
+    last = pages_of(total + extra, limit)
     return (ranked(limit, (last - 1) * limit) if total else []), total, last

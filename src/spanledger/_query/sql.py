@@ -6,7 +6,7 @@ Every user-supplied value reaches ClickHouse as a bound parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -109,9 +109,18 @@ class Query:
             self.filters.append(f"tags[{{{k}:String}}] = {{{v}:String}}")
             self.has_tags = True
 
-    def where_search(self, column: str, search: str | None) -> None:
-        if search:
-            self.filters.append(f"positionCaseInsensitiveUTF8({column}, {{{self.bind(search)}:String}}) > 0")
+    def where_search(self, column: str, search: str | None, *, also: Callable[[str], str] | None = None) -> None:
+        """Rows whose ``column`` contains ``search`` (case-insensitive) — or, ``also``, whose key is in the subquery
+        it makes of the bound search parameter's name: ``(tenant_id, user_id)`` (``column`` ``user_id``) or
+        ``tenant_id`` of the customer profiles whose name or e-mail matches."""
+        if not search:
+            return
+        name = self.bind(search)
+        condition = f"positionCaseInsensitiveUTF8({column}, {{{name}:String}}) > 0"
+        if also is not None:
+            key = "(tenant_id, user_id)" if column == "user_id" else column
+            condition = f"({condition} OR {key} IN ({also(name)}))"
+        self.filters.append(condition)
 
     def where_in(self, column: str, values: list[str]) -> None:
         self.filters.append(f"{column} IN {{{self.bind(values)}:Array(String)}}")
@@ -143,6 +152,7 @@ class Query:
         daily: str | None = None,
         grouped: bool = True,
         daily_part: bool = True,
+        raw: str = RAW_TABLE,
     ) -> str:
         """The tiers' rows UNION ALL'd, each grouped by ``keys`` (``day`` may be one of them, and a key may
         be an expression with an alias: ``tags[…] AS value``).
@@ -151,7 +161,8 @@ class Query:
         unless a tag filter is set (it keeps no tags). ``grouped=False`` leaves each tier's rows
         ungrouped (``inner_*`` are then row expressions), so the caller aggregates once: a ranking over
         one metric measured 17 % faster that way at 10M calls. ``daily_part=False`` leaves the daily
-        tier's rows out (the hourly tier still stops at its days), for a caller that reads them itself.
+        tier's rows out (the hourly tier still stops at its days), for a caller that reads them itself. ``raw``
+        is the table the edges are read from (``tool_calls`` for the tool rollup).
         """
         at = self.bounds
         use_daily = self.uses_daily(daily)
@@ -188,6 +199,6 @@ class Query:
             )
             parts.append(f"""
     SELECT {select("toDate(timestamp) AS day")}, {inner_raw}
-    FROM {self.db}.{RAW_TABLE} AS r
+    FROM {self.db}.{raw} AS r
     WHERE ({raw_range}){self.extra()}{group}""")
         return "\n    UNION ALL".join(parts)

@@ -52,7 +52,19 @@ UserParam = Annotated[
     str | None,
     Query(max_length=256, description=f'Only this user (exact id); "{UNATTRIBUTED_LABEL}" for the calls without one.'),
 ]
-SearchParam = Annotated[str | None, Query(max_length=256, description="Case-insensitive substring of the id.")]
+SearchParam = Annotated[
+    str | None,
+    Query(
+        max_length=256, description="Case-insensitive substring of the id (users: or of a profile's name or e-mail)."
+    ),
+]
+InactiveParam = Annotated[
+    bool,
+    Query(
+        alias="includeInactive",
+        description="Also the customers with a profile and no calls in the window (zero usage, after the others).",
+    ),
+]
 TagParam = Annotated[
     list[str],
     Query(
@@ -172,6 +184,7 @@ def users(
     include_unattributed: Annotated[
         bool, Query(description="Rank the calls with no user id as rows (one per tenant), counted in total.")
     ] = False,
+    include_inactive: InactiveParam = False,
 ) -> dict[str, Any]:
     lo, hi = params.window_bounds(start, end)
     result = ledger(request).users(
@@ -184,10 +197,11 @@ def users(
         end=hi,
         compare=compare,
         include_unattributed=include_unattributed,
+        include_inactive=include_inactive,
         **filters(request, principal, tenant, user),
     )
     meta = {"window": records.window_record(lo, hi), "sort_by": sort_by, "sort_dir": sort_dir}
-    return records.page_record(result, records.USER, unnamed="unattributed", **meta)
+    return records.page_record(result, records.USER, unnamed="unattributed", **meta, inactive=result.inactive)
 
 
 @router.get(
@@ -210,6 +224,7 @@ def users_csv(
     include_unattributed: Annotated[
         bool, Query(description="Include the calls with no user id as rows (one per tenant).")
     ] = False,
+    include_inactive: InactiveParam = False,
 ) -> StreamingResponse:
     lo, hi = params.window_bounds(start, end)
     query: dict[str, Any] = {
@@ -219,6 +234,7 @@ def users_csv(
         "start": lo,
         "end": hi,
         "include_unattributed": include_unattributed,
+        "include_inactive": include_inactive,
         **filters(request, principal, tenant, user),
     }
     led = ledger(request)
@@ -263,9 +279,11 @@ def user(
     scope = principal.scope(params.tenant(tenant))
     led = ledger(request)
     detail = led.user(uid, start=lo, end=hi, tenant_id=scope, calls=calls)
-    if detail.summary is None and not led.seen(user_id=uid, tenant_id=scope):
+    if detail.summary is None and detail.profile is None and not led.seen(user_id=uid, tenant_id=scope):
         raise HTTPException(status_code=404, detail=unknown_user(uid, scope, led.similar(uid, tenant_id=scope)))
-    body = records.user_detail_record(uid, detail.summary, detail.models, detail.daily, detail.calls)
+    body = records.user_detail_record(
+        uid, detail.summary, detail.models, detail.daily, detail.calls, profile=detail.profile, tools=detail.tools
+    )
     return {"window": records.window_record(lo, hi), **body}
 
 

@@ -30,7 +30,7 @@ from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
 from .._store.dsn import redact as _redact
 from .._store.store import Store
-from . import api, billing_api, calls_api, docs, pages, privacy_api, segments_api
+from . import api, billing_api, calls_api, customers_api, docs, pages, privacy_api, segments_api
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 
@@ -222,6 +222,7 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     _install_handlers(app)
     app.add_api_route("/v1/traces", ingest_traces, methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.include_router(customers_api.router)  # first: /tenants/{id}/profile, which /tenants/{id:path} would take
     app.include_router(api.router)
     app.include_router(calls_api.router)
     app.include_router(segments_api.router)

@@ -16,6 +16,7 @@ from .._present.records import Kind, Shape
 
 _TYPES: dict[Kind, Any] = {
     "str": str,
+    "str?": str | None,
     "int": int,
     "int?": int | None,
     "float": float,
@@ -52,6 +53,8 @@ CallOut = model(records.CALL)
 SegmentOut = model(records.SEGMENT)
 TagOut = model(records.TAG)
 UnnamedOut = model(records.BUCKET)
+ToolOut = model(records.TOOL)
+CustomerOut = model(records.CUSTOMER)
 
 
 class WindowOut(BaseModel):
@@ -77,12 +80,19 @@ def _page(name: str, row: type[BaseModel], unnamed: str, meaning: str) -> type[B
     return create_model(name, **fields)
 
 
-UsersPage = _page(
+UsersPage = create_model(
     "UsersPage",
-    UserOut,
-    "unattributed",
-    "The calls with no user id under the same filters: not a row, not counted in total (null when a search or "
-    "a user filter is set, or with include_unattributed, which ranks them as rows).",
+    __base__=_page(
+        "UsersPageBase",
+        UserOut,
+        "unattributed",
+        "The calls with no user id under the same filters: not a row, not counted in total (null when a search or "
+        "a user filter is set, or with include_unattributed, which ranks them as rows).",
+    ),
+    inactive=(
+        int,
+        Field(description="Of total, customers with a profile and no calls in the window (include_inactive)."),
+    ),
 )
 TenantsPage = _page(
     "TenantsPage",
@@ -140,6 +150,8 @@ UserDetailOut = create_model(
     models=(list[ModelOut], ...),  # type: ignore[valid-type]
     daily=(list[DailyOut], ...),  # type: ignore[valid-type]
     calls=(list[CallOut], Field(description="The most recent calls, newest first.")),  # type: ignore[valid-type]
+    profile=(CustomerOut | None, Field(description="The user's customer profile; null when none.")),  # type: ignore[arg-type]
+    tools=(list[ToolOut], Field(description="Tool executions per tool, most used first.")),  # type: ignore[valid-type]
 )
 OverviewOut = create_model(
     "OverviewOut",

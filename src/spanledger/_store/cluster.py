@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import re
 
+from .._customers.schema import CUSTOMERS_TABLE
 from .._errors import ConfigError
 from .schema import MIGRATIONS_TABLE, RAW_TABLE, bootstrap, migrations
+from .tool_schema import TOOL_TABLE
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+) \(", re.MULTILINE)
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS\b")
-_ENGINE = re.compile(r"^ENGINE = (\w+)\s*$", re.MULTILINE)
+_ENGINE = re.compile(r"^ENGINE = (\w+)(?:\((.*)\))?\s*$", re.MULTILINE)
 SHARDING_KEY = "cityHash64(tenant_id, user_id)"
 """How ``llm_calls`` rows are spread over shards: one user's calls stay on one shard."""
+SHARDED = (RAW_TABLE, TOOL_TABLE, CUSTOMERS_TABLE)
+"""The tables spanledger inserts into (the others are filled by views on each shard): sharded by
+:data:`SHARDING_KEY`, so a user's calls, tool executions and profile versions stay on one shard."""
 ZOOKEEPER_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
 
 
@@ -42,12 +47,13 @@ def _table(statement: str, db: str, cluster: str, tables: set[str]) -> list[str]
         raise ValueError(f"unexpected table statement in the schema: {statement[:80]!r}")
     name = match.group(2)
     tables.add(name)
+    args = f", {engine.group(2)}" if engine.group(2) else ""  # ReplacingMergeTree(updated_at) keeps its version
     local = statement.replace(
         match.group(0), f"CREATE TABLE IF NOT EXISTS {db}.{_local(name)} {on_cluster} (", 1
-    ).replace(engine.group(0), f"ENGINE = Replicated{engine.group(1)}('{ZOOKEEPER_PATH}', '{{replica}}')", 1)
+    ).replace(engine.group(0), f"ENGINE = Replicated{engine.group(1)}('{ZOOKEEPER_PATH}', '{{replica}}'{args})", 1)
     # Replicated tables deduplicate retried blocks through Keeper, with their own window setting.
     local = local.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
-    key = f", {SHARDING_KEY}" if name == RAW_TABLE else ""  # rollups are read-only through Distributed
+    key = f", {SHARDING_KEY}" if name in SHARDED else ""  # rollups are read-only through Distributed
     distributed = (
         f"CREATE TABLE IF NOT EXISTS {db}.{name} {on_cluster} AS {db}.{_local(name)}\n"
         f"ENGINE = Distributed('{cluster}', {db}, {_local(name)}{key})"

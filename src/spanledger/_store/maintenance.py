@@ -7,6 +7,7 @@ from typing import Any
 from .._errors import SpanledgerError
 from .schema import KEYS_TABLE, RAW_TABLE, ROLLUP_TABLES
 from .store import Store
+from .tool_schema import TOOL_ROLLUP, TOOL_TABLE
 
 
 def summary(store: Store) -> dict[str, Any]:
@@ -27,16 +28,21 @@ def summary(store: Store) -> dict[str, Any]:
 
 
 def calls_by_service(store: Store, service_name: str) -> tuple[int, int]:
-    """How many stored calls came from ``service_name``, and how many from anything else."""
+    """How many stored calls came from ``service_name``, and how many calls and tool executions from anything
+    else."""
     row = store.query(
         f"SELECT countIf(service_name = {{s:String}}), countIf(service_name != {{s:String}}) "
         f"FROM {store.database}.{RAW_TABLE}",
         {"s": service_name},
     ).result_rows[0]
-    return int(row[0]), int(row[1])
+    tools = store.query(
+        f"SELECT count() FROM {store.database}.{TOOL_TABLE} WHERE service_name != {{s:String}}", {"s": service_name}
+    ).result_rows[0]
+    return int(row[0]), int(row[1]) + int(tools[0])
 
 
 def empty(store: Store) -> None:
-    """Remove every call from the raw table, every rollup and the dedup keys (the schema stays)."""
-    for table in (RAW_TABLE, *ROLLUP_TABLES, KEYS_TABLE):
+    """Remove every call and tool execution from the raw tables, every rollup and the dedup keys (the schema
+    and the customer profiles stay)."""
+    for table in (RAW_TABLE, *ROLLUP_TABLES, TOOL_TABLE, TOOL_ROLLUP, KEYS_TABLE):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.database}.{table}")

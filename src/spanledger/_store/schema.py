@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._billing.schema import billing_tables
+from .._customers.schema import customers_ddl
 from .._model.call import CALL_COLUMNS
 from .._model.usage import METRICS
+from .tool_schema import tool_ddl
 
 RAW_TABLE = "llm_calls"
 USER_ROLLUP = "usage_by_user_hourly"
@@ -263,6 +265,11 @@ def migrations(db: str) -> list[Migration]:
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
         Migration(7, "billing: markups, revenue, repricings", billing_tables(db)),
         Migration(8, "privacy: forget audit records and unfinished anonymizations", _privacy_tables(db)),
+        Migration(
+            9,
+            "customer profiles, tool calls and their hourly rollup",
+            (*customers_ddl(db), *tool_ddl(db, keys_table=KEYS_TABLE, dedup_window=DEDUP_WINDOW)),
+        ),
     ]
 
 

@@ -17,7 +17,8 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/users", response_class=HTMLResponse)
 def users(request: Request, principal: Reader) -> Response:
-    f = filters_for(request, principal)
+    f = filters_for(request, principal, "inactive")
+    inactive = f.get("inactive") == "1"  # also the customers with a profile and no calls
     result = ledger(request).users(
         sort_by=f.sort_by,  # type: ignore[arg-type]
         sort_dir=f.sort_dir,  # type: ignore[arg-type]
@@ -26,6 +27,7 @@ def users(request: Request, principal: Reader) -> Response:
         search=f.search or None,
         traces=False,  # the table does not show them; counting them is most of a page's cost
         compare=True,
+        include_inactive=inactive,
         **f.query,
     )
     page_cost = sum((r.usage.cost for r in result.rows), Decimal(0))
@@ -39,7 +41,9 @@ def users(request: Request, principal: Reader) -> Response:
         rows=result.rows,
         page_cost=page_cost,
         page_sizes=PAGE_SIZES,
-        csv_url="/api/v1/users.csv" + views.query(f.api_query),
+        inactive=result.inactive,
+        show_inactive=inactive,
+        csv_url="/api/v1/users.csv" + views.query(f.api_query + ([("includeInactive", "true")] if inactive else [])),
     )
 
 
@@ -49,7 +53,7 @@ def user(request: Request, principal: Reader, user_id: str) -> Response:
     uid = params.text(user_id_from_path(user_id), "user id") or ""
     led = ledger(request)
     detail = led.user(uid, start=f.window.start, end=f.window.end, tenant_id=f.tenant, calls=10)
-    if detail.summary is None and not led.seen(user_id=uid, tenant_id=principal.scope(None)):
+    if detail.summary is None and detail.profile is None and not led.seen(user_id=uid, tenant_id=principal.scope(None)):
         scope = principal.scope(None)
         return render(
             request,
