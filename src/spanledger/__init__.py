@@ -7,6 +7,13 @@ and ask who costs what (:class:`Ledger`).
 
 from __future__ import annotations
 
+from ._budgets.alerts import AlertRule, Alerts
+from ._budgets.budgets import Budgets
+from ._budgets.errors import BudgetError, BudgetExceeded, BudgetUnavailable, RateLimited
+from ._budgets.guard import BudgetGuard
+from ._budgets.meter import Reservation
+from ._budgets.model import Budget
+from ._budgets.report import BudgetStatus
 from ._capture.attribution import (
     TAG_PREFIX,
     TENANT_ATTRIBUTE,
@@ -51,6 +58,15 @@ __all__ = [
     "TENANT_ATTRIBUTE",
     "UNATTRIBUTED_LABEL",
     "USER_ATTRIBUTE",
+    "AlertRule",
+    "Alerts",
+    "Budget",
+    "BudgetError",
+    "BudgetExceeded",
+    "BudgetGuard",
+    "BudgetStatus",
+    "BudgetUnavailable",
+    "Budgets",
     "ConfigError",
     "CostExporter",
     "DailyRow",
@@ -63,8 +79,10 @@ __all__ = [
     "PriceFileError",
     "PriceRule",
     "Pricer",
+    "RateLimited",
     "Recorded",
     "Recorder",
+    "Reservation",
     "SpanledgerError",
     "Store",
     "StoreError",

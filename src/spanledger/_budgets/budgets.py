@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 
 from .._errors import ConfigError
@@ -67,7 +68,7 @@ class Budgets:
         )
         return budget_store.save(self.store, budget)
 
-    def list(self, *, tenant_id: str | None = None) -> list[Budget]:
+    def list(self, *, tenant_id: str | None = None) -> builtins.list[Budget]:
         """The current budgets (``tenant_id``: only those within that tenant)."""
         return budget_store.load(self.store, tenant_id=tenant_id)
 
@@ -84,7 +85,7 @@ class Budgets:
         tag: str | tuple[str, str] | None = None,
         default: bool = False,
         period: str | None = None,
-    ) -> list[Budget]:
+    ) -> builtins.list[Budget]:
         """Remove a budget by id, or a subject's budgets (all its periods, or ``period``); returns them.
 
         Raises:
@@ -108,6 +109,6 @@ class Budgets:
 
     def report(
         self, *, tenant_id: str | None = None, over_only: bool = False, now: datetime | None = None
-    ) -> list[BudgetStatus]:
+    ) -> builtins.list[BudgetStatus]:
         """Every budgeted subject this period with spend, limit, share used and projection, over-budget first."""
         return report(self.store, tenant_id=tenant_id, over_only=over_only, now=now)

@@ -23,34 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import ContextDecorator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from opentelemetry import context, trace
 
 from .._capture.attribution import TAG_PREFIX, TENANT_ATTRIBUTE, USER_ATTRIBUTE, UserAttributionProcessor
 from .._config import env_bool, env_int, env_str
-from .._errors import ConfigError, InvalidCallError
+from .._errors import InvalidCallError
 from .._ingest import shared
 from .._ingest.pipeline import Pipeline
-from .._model.call import LLMCall
-from .._pricing.pricer import Pricer
 from .._store.store import Store
 from .book import BudgetBook, key_for
-from .errors import BudgetExceeded, BudgetUnavailable, RateLimited
+from .errors import BudgetExceeded, BudgetUnavailable
+from .estimate import Estimator, tokens
+from .guarded import Guarded
 from .meter import Key, Reservation, SpendMeter
-from .model import Budget, parse_limit
-from .ratelimit import Event, SlidingWindow
+from .model import Budget
+from .ratelimit import RateLimits, retoken
 from .store import load
 
 _log = logging.getLogger(__name__)
@@ -79,6 +76,31 @@ class _Ask:
     tokens: int
     checks: tuple[tuple[Budget, Key], ...]
     trace_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What counts against one budget of a subject right now."""
+
+    budget: Budget
+    stored: Decimal
+    """Spend the store held at the last read."""
+    local: Decimal
+    """Calls priced in this process that the store did not hold then."""
+    reserved: Decimal
+    """Estimates of admitted calls not priced yet."""
+    period_start: datetime
+    period_end: datetime
+
+    @property
+    def committed(self) -> Decimal:
+        """Everything that counts: what a new call's estimate is added to."""
+        return self.stored + self.local + self.reserved
+
+    @property
+    def remaining(self) -> Decimal:
+        """The limit minus what counts (negative when a call cost more than its estimate)."""
+        return self.budget.limit - self.committed
 
 
 class BudgetGuard:
@@ -134,20 +156,11 @@ class BudgetGuard:
         self.timeout = env_int("SPANLEDGER_BUDGET_STORE_TIMEOUT_MS", store_timeout_ms, 250, minimum=0) / 1000
         self.fail_open = env_bool("SPANLEDGER_BUDGET_FAIL_OPEN", fail_open, True)
         self.refresh = env_int("SPANLEDGER_BUDGET_REFRESH_S", refresh_s, 10, minimum=1)
-        self.default_estimate = _default_estimate(default_estimate)
-        self._rates: list[tuple[str, str, SlidingWindow]] = []
-        for who, unit, value, env in (
-            ("user", "requests", user_rpm, "SPANLEDGER_RATE_USER_RPM"),
-            ("user", "tokens", user_tpm, "SPANLEDGER_RATE_USER_TPM"),
-            ("tenant", "requests", tenant_rpm, "SPANLEDGER_RATE_TENANT_RPM"),
-            ("tenant", "tokens", tenant_tpm, "SPANLEDGER_RATE_TENANT_TPM"),
-        ):
-            limit = env_int(env, value, 0)
-            if limit:
-                self._rates.append((who, unit, SlidingWindow(limit)))
+        self.rates = RateLimits(user_rpm=user_rpm, user_tpm=user_tpm, tenant_rpm=tenant_rpm, tenant_tpm=tenant_tpm)
         self._wall = now or (lambda: datetime.now(UTC))
-        self._pricer = Pricer(price_file=price_file if price_file is not None else pipeline.price_file)
-        self._pricer_lock = threading.Lock()
+        self.estimator = Estimator(
+            default=default_estimate, price_file=price_file if price_file is not None else pipeline.price_file
+        )
         self._attribution = UserAttributionProcessor()
         self.book = BudgetBook()
         self._book_at = float("-inf")
@@ -184,8 +197,7 @@ class BudgetGuard:
                     self.stats["budget_reads"] += 1
                     self.meter.cond.notify_all()
         with self.meter.cond:
-            for _, _, window in self._rates:
-                window.prune(now)
+            self.rates.prune(now)
 
     def reload(self) -> None:
         """Read the budgets again at the next occasion (after ``Budgets.set`` in the same process)."""
@@ -260,9 +272,9 @@ class BudgetGuard:
             problem = await asyncio.get_running_loop().run_in_executor(None, wait)
         return self._admit(ask, problem)
 
-    def guarded(self, estimate: Decimal | str | int | None = None, **kwargs: Any) -> _Guarded:
+    def guarded(self, estimate: Decimal | str | int | None = None, **kwargs: Any) -> Guarded:
         """:meth:`check` as a context manager or a decorator (sync or ``async def``) around the call."""
-        return _Guarded(self, estimate, kwargs)
+        return Guarded(self, estimate, kwargs)
 
     def _ask(
         self,
@@ -276,8 +288,9 @@ class BudgetGuard:
         model: str | None = None,
         input_tokens: int = 0,
         max_tokens: int = 0,
+        soft: bool = False,
     ) -> _Ask:
-        tokens = _tokens("input_tokens", input_tokens) + _tokens("max_tokens", max_tokens)
+        declared = tokens("input_tokens", input_tokens) + tokens("max_tokens", max_tokens)
         found: dict[str, Any] = {}
         if user_id is _CONTEXT or tenant_id is _CONTEXT or tags is None:
             collector = _Collector()
@@ -287,34 +300,16 @@ class BudgetGuard:
         tenant = str(found.get(TENANT_ATTRIBUTE, "")) if tenant_id is _CONTEXT else tenant_id or ""
         tag_values = {k[len(TAG_PREFIX) :]: str(v) for k, v in found.items() if k.startswith(TAG_PREFIX)}
         tag_values.update(tags or {})
-        amount = self._estimate(estimate, provider, model, input_tokens, max_tokens)
+        amount = self.estimator.estimate(estimate, provider, model, input_tokens, max_tokens, self._wall())
         if self._book_at == float("-inf") and (problem := self._book_ready(deadline)) is not None:
             self._store_problem(f"user {user}" if user else f"tenant {tenant}", problem)
         at = self._wall()
         checks = []
         for budget in self.book.applicable(tenant, user, tag_values):
-            if budget.hard and (key := key_for(budget, tenant, user, at)) is not None:
+            if (budget.hard or soft) and (key := key_for(budget, tenant, user, at)) is not None:
                 checks.append((budget, key))
         span = trace.get_current_span().get_span_context()
-        return _Ask(tenant, user, amount, tokens, tuple(checks), span.trace_id if span.is_valid else 0)
-
-    def _estimate(
-        self, estimate: Any, provider: str | None, model: str | None, input_tokens: int, max_tokens: int
-    ) -> Decimal:
-        if estimate is not None:
-            try:
-                return parse_limit(estimate)
-            except ConfigError as exc:
-                raise InvalidCallError(str(exc).replace("limit", "estimate").replace("budget", "estimate")) from None
-        if not model:
-            return self.default_estimate
-        call = _estimate_call(provider or "", model, input_tokens, max_tokens, self._wall())
-        with self._pricer_lock:
-            self._pricer.price(call)
-        if call.cost is None:
-            self.stats["estimate_unpriced"] += 1
-            return self.default_estimate
-        return call.cost
+        return _Ask(tenant, user, amount, declared, tuple(checks), span.trace_id if span.is_valid else 0)
 
     def _store_problem(self, subject: str, problem: str) -> None:
         """The store could not answer in time: fail open (counted, logged) or closed (raised)."""
@@ -347,48 +342,30 @@ class BudgetGuard:
                         period_start=key.start,
                         period_end=key.end,
                     )
-            events = self._take_rates(ask)
+            events = self.rates.take(ask.tenant_id, ask.user_id, ask.tokens, self.stats)
             keys = tuple(dict.fromkeys(k for _, k in ask.checks))
             reservation = self.meter.reserve(
                 keys, ask.amount, trace_id=ask.trace_id, tenant_id=ask.tenant_id, user_id=ask.user_id
             )
             if events:
-                reservation.on_close = functools.partial(self._retoken, events)
+                reservation.on_close = functools.partial(retoken, events)
             self.stats["admitted"] += 1
             return reservation
 
-    def _take_rates(self, ask: _Ask) -> list[tuple[SlidingWindow, Any, Event]]:
-        """Check every rate limit, then count the call in each; returns the token events (hold the meter's
-        lock)."""
-        if not self._rates:
-            return []
-        now = time.monotonic()
-        todo = []
-        for who, unit, window in self._rates:
-            name = ask.user_id if who == "user" else ask.tenant_id
-            if not name:
-                continue  # no user (or tenant) to limit
-            key = (ask.tenant_id, name) if who == "user" else name
-            weight = 1 if unit == "requests" else ask.tokens
-            wait = window.wait(key, weight, now)
-            if wait:
-                self.stats[f"refused:{who}_{unit}"] += 1
-                raise RateLimited(subject=f"{who} {name}", unit=unit, limit=window.limit, retry_after=wait)
-            todo.append((window, key, unit, weight))
-        events = [(window, key, unit, window.add(key, weight, now)) for window, key, unit, weight in todo]
-        return [(window, key, event) for window, key, unit, event in events if unit == "tokens"]
-
-    def _retoken(self, events: list[tuple[SlidingWindow, Any, Event]], reservation: Reservation) -> None:
-        """A call's token events take its real tokens once it is priced, none when it failed."""
-        if reservation.state == "settled":
-            tokens = reservation.tokens or 0
-        elif reservation.state == "released":
-            tokens = 0
-        else:
-            return  # expired: the estimate stands
-        now = time.monotonic()
-        for window, key, event in events:
-            window.reweigh(key, event, tokens, now)
+    def usage(
+        self, *, user_id: str | None = _CONTEXT, tenant_id: str | None = _CONTEXT, tags: Mapping[str, str] | None = None
+    ) -> list[Usage]:
+        """What counts against each budget of a user (and tenant) now, as :meth:`check` sees it (the same wait
+        for the store, at most ``store_timeout_ms``)."""
+        deadline = time.monotonic() + self.timeout
+        ask = self._ask(None, deadline, user_id=user_id, tenant_id=tenant_id, tags=tags, soft=True)
+        self.meter.fresh([k for _, k in ask.checks], max(0.0, deadline - time.monotonic()))
+        with self.meter.cond:
+            out = []
+            for budget, key in ask.checks:
+                e = self.meter.entry(key)
+                out.append(Usage(budget, e.stored or _ZERO, e.local_sum, e.reserved, key.start, key.end))
+            return out
 
     def close(self) -> None:
         """Stop the guard's thread and unsubscribe from the pipeline (a pipeline it created is released)."""
@@ -405,72 +382,6 @@ class BudgetGuard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Guarded(ContextDecorator):
-    """``with guard.guarded(...)`` / ``@guard.guarded(...)``: check on entry, release if the block raises."""
-
-    def __init__(self, guard: BudgetGuard, estimate: Any, kwargs: dict[str, Any]) -> None:
-        self._guard, self._estimate, self._kwargs = guard, estimate, kwargs
-        self._held: list[Reservation] = []
-
-    def __enter__(self) -> Reservation:
-        reservation = self._guard.check(self._estimate, **self._kwargs)
-        self._held.append(reservation)
-        return reservation
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        reservation = self._held.pop()
-        if exc_type is not None:
-            reservation.release()
-
-    def __call__(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def guarded(*args: Any, **kwargs: Any) -> Any:
-                reservation = await self._guard.acheck(self._estimate, **self._kwargs)
-                try:
-                    return await func(*args, **kwargs)
-                except BaseException:
-                    reservation.release()
-                    raise
-
-            return cast(F, guarded)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _Guarded(self._guard, self._estimate, self._kwargs):
-                return func(*args, **kwargs)
-
-        return cast(F, wrapper)
-
-
-def _tokens(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidCallError(f"{name} must be a whole number of tokens, 0 or more, got {value!r}")
-    return value
-
-
-def _estimate_call(provider: str, model: str, input_tokens: int, max_tokens: int, at: datetime) -> LLMCall:
-    """A call as the estimate prices it: the prompt's tokens in, ``max_tokens`` out, nothing cached."""
-    return LLMCall(
-        timestamp=at, trace_id=0, span_id=0, parent_span_id=0, duration_us=0, provider=provider, model=model,
-        request_model=model, operation="chat", input_tokens=input_tokens, output_tokens=max_tokens,
-        cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0, user_id="", user_source="", tenant_id="",
-        tags={}, is_error=False, error_type="", response_id="", service_name="", source="estimate",
-    )  # fmt: skip
-
-
-def _default_estimate(value: Decimal | str | None) -> Decimal:
-    if value is not None:
-        return parse_limit(value)
-    raw = env_str("SPANLEDGER_BUDGET_DEFAULT_ESTIMATE", None, "0")
-    try:
-        return parse_limit(raw)
-    except (ConfigError, InvalidOperation):
-        _log.warning("ignoring SPANLEDGER_BUDGET_DEFAULT_ESTIMATE=%r: not an amount of USD; using 0", raw)
-        return _ZERO
 
 
 _last_logged = [float("-inf")]

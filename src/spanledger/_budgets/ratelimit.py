@@ -8,8 +8,14 @@ a minute boundary. A token event's weight is corrected to the call's real tokens
 
 from __future__ import annotations
 
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Hashable
+from typing import Any
+
+from .._config import env_int
+from .errors import RateLimited
+from .meter import Reservation
 
 
 class Event:
@@ -95,3 +101,71 @@ class SlidingWindow:
         for key in list(self._logs):
             if not self._log(key, now).events:
                 del self._logs[key]
+
+
+TokenEvents = list[tuple[SlidingWindow, Hashable, Event]]
+
+
+class RateLimits:
+    """The guard's limits per user and per tenant (0: none), each falling back to ``SPANLEDGER_RATE_USER_RPM``,
+    ``SPANLEDGER_RATE_USER_TPM``, ``SPANLEDGER_RATE_TENANT_RPM``, ``SPANLEDGER_RATE_TENANT_TPM``. A user is
+    limited within its tenant; calls without a user (or tenant) are not limited per user (or tenant)."""
+
+    def __init__(self, *, user_rpm: int | None, user_tpm: int | None, tenant_rpm: int | None, tenant_tpm: int | None):
+        self.windows: list[tuple[str, str, SlidingWindow]] = []
+        for who, unit, value, env in (
+            ("user", "requests", user_rpm, "SPANLEDGER_RATE_USER_RPM"),
+            ("user", "tokens", user_tpm, "SPANLEDGER_RATE_USER_TPM"),
+            ("tenant", "requests", tenant_rpm, "SPANLEDGER_RATE_TENANT_RPM"),
+            ("tenant", "tokens", tenant_tpm, "SPANLEDGER_RATE_TENANT_TPM"),
+        ):
+            limit = env_int(env, value, 0)
+            if limit:
+                self.windows.append((who, unit, SlidingWindow(limit)))
+
+    def take(self, tenant_id: str, user_id: str, tokens: int, stats: Counter[str]) -> TokenEvents:
+        """Check every limit, then count the call in each; returns its token events (the caller holds the
+        guard's lock).
+
+        Raises:
+            RateLimited: A limit would be passed (nothing is counted then).
+        """
+        if not self.windows:
+            return []
+        now = time.monotonic()
+        todo: list[tuple[SlidingWindow, Hashable, str, int]] = []
+        for who, unit, window in self.windows:
+            name = user_id if who == "user" else tenant_id
+            if not name:
+                continue
+            key: Hashable = (tenant_id, name) if who == "user" else name
+            weight = 1 if unit == "requests" else tokens
+            wait = window.wait(key, weight, now)
+            if wait:
+                stats[f"refused:{who}_{unit}"] += 1
+                raise RateLimited(subject=f"{who} {name}", unit=unit, limit=window.limit, retry_after=wait)
+            todo.append((window, key, unit, weight))
+        events: TokenEvents = []
+        for window, key, unit, weight in todo:
+            event = window.add(key, weight, now)
+            if unit == "tokens":
+                events.append((window, key, event))
+        return events
+
+    def prune(self, now: float) -> None:
+        for _, _, window in self.windows:
+            window.prune(now)
+
+
+def retoken(events: TokenEvents, reservation: Reservation, *_: Any) -> None:
+    """A call's token events take its real tokens once it is priced, none when it failed (an expired
+    reservation keeps its estimate)."""
+    if reservation.state == "settled":
+        weight = reservation.tokens or 0
+    elif reservation.state == "released":
+        weight = 0
+    else:
+        return
+    now = time.monotonic()
+    for window, key, event in events:
+        window.reweigh(key, event, weight, now)

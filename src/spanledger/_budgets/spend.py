@@ -60,11 +60,12 @@ def spend(
     cut: datetime | None = None,
     watch: Sequence[int] = (),
     recent_seconds: int = 60,
+    above: Decimal | None = None,
 ) -> dict[Subject, Spent]:
     """Spend per subject of ``kind`` in ``[start, end)``: of ``subjects``, or of every subject within
     ``tenants`` (``tags``: only subjects with calls carrying them, the calls themselves counted whatever their
     tags). Subjects without calls are left out. ``cut``: read ``[cut, end)`` from ``llm_calls`` and report the
-    span ids found there (see the module docs)."""
+    span ids found there (see the module docs). ``above``: only subjects that spent more than this."""
     keys = _KEYS[kind]
     cut = None if cut is None else min(max(cut, start), end)
     q = Query(store.database, plan(start, cut if cut is not None else end))
@@ -106,10 +107,11 @@ def spend(
     WHERE toDate(timestamp) >= toDate32({{{lo}:{_T}}}) AND toDate(timestamp) <= toDate32({{{hi}:{_T}}})
       AND timestamp >= {{{lo}:{_T}}} AND timestamp < {{{hi}:{_T}}}{q.extra()}""")
     group = ", ".join(keys)
+    having = f"\nHAVING spent > {{{q.bind(str(above))}:Decimal(38, 12)}}" if above is not None else ""
     sql = f"""
 SELECT {group}, sum(c) AS spent, groupArrayIf(f, f != 0) AS found
 FROM ({" UNION ALL ".join(parts)})
-GROUP BY {group}"""
+GROUP BY {group}{having}"""
     out: dict[Subject, Spent] = {}
     for row in fetch(store, sql, q.params):
         subject = subject_of(kind, row.get("tenant_id", ""), row.get("user_id", ""))
