@@ -270,7 +270,9 @@ def test_another_writers_spend_is_seen_within_the_cache_ttl(
     assert refused.value.spent == Decimal(5)
 
 
-def test_the_estimate_from_max_tokens_at_the_models_prices(store: Store, make_guard: Callable[..., BudgetGuard]) -> None:
+def test_the_estimate_from_max_tokens_at_the_models_prices(
+    store: Store, make_guard: Callable[..., BudgetGuard]
+) -> None:
     guard = make_guard()
     made = guard.check(provider="openai", model="gpt-4o-mini", input_tokens=1000, max_tokens=500, user_id="u")
     assert made.amount == Decimal("0.00045")  # 1000 x $0.15/M + 500 x $0.60/M
@@ -312,7 +314,11 @@ def test_a_store_that_refuses_or_stalls_never_blocks_the_check(
         for fault in (ch_server.refuse_connections, ch_server.stall_responses):
             fault()
             for n in range(2):  # a user never read yet: the store must answer, and cannot
-                who: dict[str, Any] = {"user_id": f"{fault.__name__}-{n}", "tenant_id": "acme", "tags": {"plan": "free"}}
+                who: dict[str, Any] = {
+                    "user_id": f"{fault.__name__}-{n}",
+                    "tenant_id": "acme",
+                    "tags": {"plan": "free"},
+                }
                 if fail_open:
                     assert guard.check("0.4", **who).amount == Decimal("0.4")
                 else:

@@ -234,7 +234,9 @@ def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
     assert signature(body + b" ", "s3cret") != signature(body, "s3cret")
 
 
-@pytest.mark.parametrize("url", ["ftp://hooks.example/x", "file:///etc/passwd", "hooks.example/x", "http://", "https:// x", ""])
+@pytest.mark.parametrize(
+    "url", ["ftp://hooks.example/x", "file:///etc/passwd", "hooks.example/x", "http://", "https:// x", ""]
+)
 def test_a_webhook_url_must_be_http_or_https_with_a_host(url: str) -> None:
     with pytest.raises(ConfigError, match="webhook URL"):
         check_url(url)
