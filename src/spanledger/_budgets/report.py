@@ -20,7 +20,7 @@ from .periods import Window
 from .spend import Kind, Subject, spend, subject_of
 from .store import load
 
-_ZERO = Decimal(0)
+_ZERO = Decimal("0.000000000000")
 _CENT = Decimal("0.01")
 
 
@@ -81,12 +81,14 @@ def report(
     pairs: Sequence[tuple[str, str]] | None = None,
     over_only: bool = False,
     budgets: Iterable[Budget] | None = None,
+    tenants_too: bool = False,
 ) -> list[BudgetStatus]:
     """Every budgeted subject this period, over-budget first, then by share used.
 
     Args:
         tenant_id: Only subjects within this tenant (what a tenant's token may see).
-        pairs: Only these (tenant, user) pairs' user-level budgets (a page of the dashboard).
+        pairs: Only these (tenant, user) pairs' user-level budgets (a page of the dashboard); with
+            ``tenants_too``, their tenants' budgets as well.
         over_only: Only subjects at or past their limit.
         budgets: The budgets (default: read from the store).
     """
@@ -106,7 +108,7 @@ def report(
             continue
         kind = KIND_OF_SCOPE[budget.scope]
         subject = subject_of(kind, budget.tenant_id, budget.user_id)
-        if wanted is not None and not _touches(kind, subject, wanted):
+        if wanted is not None and not _touches(kind, subject, wanted, tenants_too):
             continue
         explicit.setdefault((kind, window.start, window.end), []).append((budget, subject, window))
     for (kind, start, end), members in explicit.items():
@@ -120,12 +122,12 @@ def report(
     return rows
 
 
-def _touches(kind: Kind, subject: Subject, pairs: set[tuple[str, str]]) -> bool:
+def _touches(kind: Kind, subject: Subject, pairs: set[tuple[str, str]], tenants_too: bool) -> bool:
     if kind == "pair":
         return subject in pairs
     if kind == "user":
         return any(u == subject[1] for _, u in pairs)
-    return False  # a tenant's budget is not a user's row
+    return tenants_too and any(t == subject[0] for t, _ in pairs)
 
 
 def _default_rows(

@@ -56,15 +56,16 @@ def spend(
     *,
     subjects: Sequence[Subject] | None = None,
     tenants: Sequence[str] | None = None,
+    users: Sequence[str] | None = None,
     tags: Mapping[str, str] | None = None,
     cut: datetime | None = None,
     watch: Sequence[int] = (),
     recent_seconds: int = 60,
     above: Decimal | None = None,
 ) -> dict[Subject, Spent]:
-    """Spend per subject of ``kind`` in ``[start, end)``: of ``subjects``, or of every subject within
-    ``tenants`` (``tags``: only subjects with calls carrying them, the calls themselves counted whatever their
-    tags). Subjects without calls are left out. ``cut``: read ``[cut, end)`` from ``llm_calls`` and report the
+    """Spend per subject of ``kind`` in ``[start, end)``: of ``subjects``, or of every subject of ``tenants`` or
+    ``users`` (``tags``: only subjects with calls carrying them, the calls themselves counted whatever their tags).
+    Subjects without calls are left out. ``cut``: read ``[cut, end)`` from ``llm_calls`` and report the
     span ids found there (see the module docs). ``above``: only subjects that spent more than this."""
     keys = _KEYS[kind]
     cut = None if cut is None else min(max(cut, start), end)
@@ -78,10 +79,11 @@ def spend(
             q.where_in("user_id", sorted({u for _, u in subjects}))
         else:
             q.where_in("tenant_id", sorted({t for t, _ in subjects}))
-    if tenants is not None:
-        if not tenants:
-            return {}
-        q.where_in("tenant_id", list(tenants))
+    for column, values in (("tenant_id", tenants), ("user_id", users)):
+        if values is not None:
+            if not values:
+                return {}
+            q.where_in(column, list(values))
     q.where_tags(tags)
     parts = []
     if cut is None or cut > start:

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     rebuild.set_defaults(handler="operations.rebuild")
 
+    from .budgets import add_commands as add_budget_commands  # budgets and alerts: argparse only
+
+    add_budget_commands(sub, store, _Parser)
+
     serve = sub.add_parser(
         "serve",
         parents=[store],

@@ -30,7 +30,7 @@ from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
 from .._store.dsn import redact as _redact
 from .._store.store import Store
-from . import api, pages
+from . import api, budgets_api, pages
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 
@@ -195,7 +195,9 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        budgets_api.start(app)
         yield
+        await run_in_threadpool(budgets_api.stop, app)
         await run_in_threadpool(exporter.shutdown)
 
     app = FastAPI(
@@ -218,6 +220,8 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     app.add_api_route("/v1/traces", ingest_traces, methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.include_router(api.router)
+    app.include_router(budgets_api.router)
+    budgets_api.attach(app, store)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

@@ -22,7 +22,7 @@ from .._model.rows import SORT_KEYS, UNATTRIBUTED_LABEL
 from .._present import numbers, records
 from .._query.ledger import Ledger
 from .._query.sql import MAX_LIMIT
-from . import params, views
+from . import budgets_pages, params, views
 from .api import user_id_from_path
 from .auth import SESSION_COOKIE, Authenticator, Principal, page_reader
 
@@ -59,6 +59,8 @@ class Filters:
     sort_dir: str = "desc"
     page: int = 1
     limit: int = 50
+    budget: str = ""
+    """``over``: only the users at or past a budget (``budgets_pages``)."""
 
     def pairs(self) -> list[tuple[str, str]]:
         out = [("window", self.window.key)]
@@ -66,6 +68,7 @@ class Filters:
             out += [("from", self.window.from_date), ("to", self.window.to_date)]
         out += [("search", self.search), ("tenant", self.tenant)]
         out += [("tag", f"{k}={v}") for k, v in self.tags.items()]
+        out.append(("budget", self.budget))
         if (self.sort_by, self.sort_dir) != ("cost", "desc"):
             out += [("sortBy", self.sort_by), ("sortDir", self.sort_dir)]
         if self.page != 1:
@@ -116,6 +119,7 @@ def filters_for(request: Request, principal: Principal) -> Filters:
         sort_dir="asc" if q.get("sortDir") == "asc" else "desc",
         page=_int(q.get("page"), 1, 1, 1_000_000),
         limit=_int(q.get("limit"), 50, 1, MAX_LIMIT),
+        budget="over" if q.get("budget") == "over" else "",
     )
 
 
@@ -178,7 +182,8 @@ def overview(request: Request, principal: Reader) -> Response:
 def users(request: Request, principal: Reader) -> Response:
     f = filters_for(request, principal)
     led = ledger(request)
-    result = led.users(
+    budget = budgets_pages.users(request, principal, f)  # the budget column; ?budget=over: the users over budget
+    result = budget.over_page or led.users(
         sort_by=f.sort_by,  # type: ignore[arg-type]
         sort_dir=f.sort_dir,  # type: ignore[arg-type]
         page=f.page,
@@ -190,6 +195,7 @@ def users(request: Request, principal: Reader) -> Response:
         tags=f.tags or None,
         traces=False,  # the table does not show them; counting them is most of a page's cost
     )
+    budget.fill(request, principal, f, result.rows)
     pages = max(1, -(-result.total // f.limit))
     page_cost = sum((r.usage.cost for r in result.rows), Decimal(0))
     return render(
@@ -205,6 +211,7 @@ def users(request: Request, principal: Reader) -> Response:
         page_sizes=PAGE_SIZES,
         tenant_choices=_tenant_choices(request, principal, f),
         csv_url="/api/v1/users.csv" + views.query(f.api_query),
+        budget=budget,
     )
 
 
@@ -233,6 +240,7 @@ def user(request: Request, principal: Reader, user_id: str) -> Response:
             height=220,
         ),
         back=f.url("/users"),
+        budget=budgets_pages.user(request, principal, uid, detail.summary.tenant_ids if detail.summary else (), f),
     )
 
 
