@@ -148,10 +148,13 @@ class UserBudget:
 
 
 def user(request: Request, principal: Principal, user_id: str, tenant_ids: tuple[str, ...], f: Filters) -> UserBudget:
+    """Every budget of the user in the tenants of their calls in the window (and those tenants' own budgets);
+    without calls in the window, the user's budgets within the tenant asked for."""
     if not user_id:
         return UserBudget([])
     scope = _scope(principal, f)
     tenants = [t for t in (tenant_ids or (f.tenant,)) if scope is None or t == scope]
     pairs = [(t, user_id) for t in tenants]
-    statuses = report(_store(request), tenant_id=scope, pairs=pairs, tenants_too=True) if pairs else []
-    return UserBudget(statuses)
+    if not pairs:
+        return UserBudget([])
+    return UserBudget(report(_store(request), tenant_id=scope, pairs=pairs, tenants_too=bool(tenant_ids)))
