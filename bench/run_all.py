@@ -36,6 +36,7 @@ SCRIPTS = (
     ("q8", "q8_memory.py", True, 900),
     ("q9", "q9_storage.py", True, 900),
     ("q10", "q10_redelivery.py", True, 2400),
+    ("q11", "q11_budgets.py", True, 3600),
 )
 
 QUESTIONS = {
@@ -48,6 +49,7 @@ QUESTIONS = {
     "q8": (8,),
     "q9": (9,),
     "q10": (10,),
+    "q11": (11,),
 }
 
 

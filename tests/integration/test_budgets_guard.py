@@ -331,3 +331,31 @@ def test_a_store_that_refuses_or_stalls_never_blocks_the_check(
         ch_server.heal()
         guard.close()
         exporter.shutdown()
+
+
+def test_the_readme_example_runs(store_dsn: str, exporter: CostExporter) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("<!-- budgets-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"chdb:///var/lib/myapp/spend"', repr(store_dsn))
+    sent: list[dict[str, Any]] = []
+
+    class Completions:
+        def create(self, **kwargs: Any) -> None:
+            sent.append(kwargs)
+
+    client = type("Client", (), {"chat": type("Chat", (), {"completions": Completions()})()})()
+    namespace: dict[str, Any] = {"client": client, "messages": [{"role": "user", "content": "hi"}]}
+    exec(code, namespace)
+    guard: BudgetGuard = namespace["guard"]
+    try:
+        assert len(sent) == 1 and "reply" not in namespace  # admitted: the call was made
+        usage = {u.budget.scope: u for u in guard.usage(user_id="alice", tenant_id="acme")}
+        assert usage["pair"].reserved == Decimal("0.00048")  # 1,200 in and 500 out at gpt-4o-mini's prices
+        assert usage["tenant"].reserved == 0  # alerts only: nothing is held against it
+        namespace["budgets"].set(user_id="alice", tenant_id="acme", period="daily", limit="0.0005")
+        guard.reload()
+        assert until(lambda: guard.book.own("acme", "alice")[0].limit == Decimal("0.0005"))
+        exec(code.split("guard = BudgetGuard", 1)[1].split("\n", 1)[1], namespace)  # the same call again
+        assert len(sent) == 1 and namespace["reply"].startswith("Your daily budget of $0.00 is used up until 00:00")
+    finally:
+        guard.close()

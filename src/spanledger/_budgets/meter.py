@@ -44,6 +44,10 @@ LOCAL_MAX_AGE = timedelta(hours=24)
 """A call counted from memory longer than this (the store unreachable for a day) is forgotten."""
 IDLE_SECONDS = 600
 """A key unused this long, with nothing local or reserved, is dropped."""
+PAST_SECONDS = 60
+"""How often the spend of calls that started before the cut (an hour or two ago) is read again; in between,
+only the calls since the cut are (a few rows per subject in ``llm_calls`` instead of the whole period). A call
+stored more than an hour after it started is therefore seen within a minute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +63,17 @@ class Key:
 class Entry:
     """What the meter knows of one :class:`Key`."""
 
-    __slots__ = ("failed_at", "found", "local", "local_sum", "read_at", "reserved", "stored", "used_at")
+    __slots__ = (
+        "failed_at", "found", "local", "local_sum", "past", "past_at", "past_cut", "read_at", "reserved", "stored",
+        "used_at",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.stored: Decimal | None = None
+        self.past = _ZERO
+        """Spend of the calls that started before ``past_cut``, read at ``past_at``."""
+        self.past_cut: datetime | None = None
+        self.past_at = float("-inf")
         self.read_at = float("-inf")
         self.failed_at = float("-inf")
         self.local: dict[int, tuple[Decimal, datetime]] = {}
@@ -219,9 +230,22 @@ class SpendMeter:
             cut = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
             if oldest is not None:
                 cut = min(cut, oldest.replace(minute=0, second=0, microsecond=0))
+            cut = min(max(cut, start), end)
+            with self.cond:
+                recent_only = all(
+                    self.entries[k].past_cut == cut and started - self.entries[k].past_at < PAST_SECONDS
+                    for k in members
+                )
             try:
                 got = spend(
-                    self._store(), kind, start, end, subjects=[k.subject for k in members], cut=cut, watch=watch
+                    self._store(),
+                    kind,
+                    start,
+                    end,
+                    subjects=[k.subject for k in members],
+                    cut=cut,
+                    watch=watch,
+                    since_cut_only=recent_only,
                 )
             except Exception as exc:  # a store error (or a bug) must never reach the host application
                 with self.cond:
@@ -238,7 +262,9 @@ class SpendMeter:
                 for key in members:
                     entry = self.entries[key]
                     read = got.get(key.subject)
-                    entry.stored = read.cost if read else _ZERO
+                    if not recent_only:
+                        entry.past, entry.past_cut, entry.past_at = read.before_cut if read else _ZERO, cut, started
+                    entry.stored = entry.past + ((read.cost - read.before_cut) if read else _ZERO)
                     entry.found = read.found if read else frozenset()
                     entry.drop_local(entry.found)
                     entry.read_at = started

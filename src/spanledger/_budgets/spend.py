@@ -41,6 +41,8 @@ class Spent:
     cost: Decimal
     found: frozenset[int] = frozenset()
     """Span ids of calls since the cut that are watched or were inserted just now (see the module docs)."""
+    before_cut: Decimal = Decimal(0)
+    """The part of ``cost`` from calls that started before the cut (all of it without a cut)."""
 
 
 def subject_of(kind: str, tenant_id: str, user_id: str) -> Subject:
@@ -62,11 +64,13 @@ def spend(
     watch: Sequence[int] = (),
     recent_seconds: int = 60,
     above: Decimal | None = None,
+    since_cut_only: bool = False,
 ) -> dict[Subject, Spent]:
     """Spend per subject of ``kind`` in ``[start, end)``: of ``subjects``, or of every subject of ``tenants`` or
     ``users`` (``tags``: only subjects with calls carrying them, the calls themselves counted whatever their tags).
     Subjects without calls are left out. ``cut``: read ``[cut, end)`` from ``llm_calls`` and report the
-    span ids found there (see the module docs). ``above``: only subjects that spent more than this."""
+    span ids found there (see the module docs); ``since_cut_only``: read only ``[cut, end)`` (the meter keeps
+    what came before). ``above``: only subjects that spent more than this."""
     keys = _KEYS[kind]
     cut = None if cut is None else min(max(cut, start), end)
     q = Query(store.database, plan(start, cut if cut is not None else end))
@@ -86,14 +90,14 @@ def spend(
             q.where_in(column, list(values))
     q.where_tags(tags)
     parts = []
-    if cut is None or cut > start:
+    if (cut is None or cut > start) and not (since_cut_only and cut is not None):
         hourly = _HOURLY[kind]
         parts.append(
             q.union(
                 hourly,
                 keys,
-                "cost AS c, toUInt64(0) AS f",
-                f"{CALL_COST} AS c, toUInt64(0) AS f",
+                "cost AS c, toUInt64(0) AS f, 0 AS after_cut",
+                f"{CALL_COST} AS c, toUInt64(0) AS f, 0 AS after_cut",
                 daily=DAILY_OF[hourly],
                 grouped=False,
             )
@@ -104,18 +108,19 @@ def spend(
         parts.append(f"""
     SELECT {", ".join(keys)}, {CALL_COST} AS c,
            if(r.span_id IN {{{ids}:Array(UInt64)}} OR r.inserted_at >= now64(3) - INTERVAL {int(recent_seconds)} SECOND,
-              r.span_id, toUInt64(0)) AS f
+              r.span_id, toUInt64(0)) AS f, 1 AS after_cut
     FROM {store.database}.{RAW_TABLE} AS r
     WHERE toDate(timestamp) >= toDate32({{{lo}:{_T}}}) AND toDate(timestamp) <= toDate32({{{hi}:{_T}}})
       AND timestamp >= {{{lo}:{_T}}} AND timestamp < {{{hi}:{_T}}}{q.extra()}""")
     group = ", ".join(keys)
     having = f"\nHAVING spent > {{{q.bind(str(above))}:Decimal(38, 12)}}" if above is not None else ""
     sql = f"""
-SELECT {group}, sum(c) AS spent, groupArrayIf(f, f != 0) AS found
+SELECT {group}, sum(c) AS spent, sumIf(c, after_cut = 0) AS before_cut, groupArrayIf(f, f != 0) AS found
 FROM ({" UNION ALL ".join(parts)})
 GROUP BY {group}{having}"""
     out: dict[Subject, Spent] = {}
     for row in fetch(store, sql, q.params):
         subject = subject_of(kind, row.get("tenant_id", ""), row.get("user_id", ""))
-        out[subject] = Spent(Decimal(row["spent"]), frozenset(int(s) for s in row["found"]))
+        found = frozenset(int(s) for s in row["found"])
+        out[subject] = Spent(Decimal(row["spent"]), found, Decimal(row["before_cut"]))
     return out

@@ -66,6 +66,12 @@ def save(store: Store, budget: Budget, *, now: datetime | None = None) -> Budget
     return _with_time(budget, at)
 
 
+def save_all(store: Store, budgets: Sequence[Budget], *, now: datetime | None = None) -> None:
+    """Store many budgets in one insert (an import): each replaces the one with the same subject and period."""
+    at = now or datetime.now(UTC)
+    store.insert_rows(BUDGETS_TABLE, [_row(b, deleted=False, at=at) for b in budgets], _NAMES, _TYPES)
+
+
 def remove(store: Store, budget_id: str, *, now: datetime | None = None) -> Budget:
     """Remove the budget ``budget_id``; returns what it was.
 
