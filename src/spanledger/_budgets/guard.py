@@ -11,7 +11,8 @@ spend from the store at most ``cache_ttl_ms`` old: together they can pass a limi
 processes admitted in the last ``cache_ttl_ms`` plus their flush interval.
 
 **Never blocked by the store.** The guard reads on its own thread; a check waits for a read only for a
-subject it has not read within ``cache_ttl_ms`` (its first call, or after a pause), and at most
+subject it has not read within ``cache_ttl_ms`` (its first call, after a pause, or when re-reading every
+subject in use takes the guard's thread longer than ``cache_ttl_ms``: a slow store), and at most
 ``store_timeout_ms``. When the store cannot answer, ``fail_open`` decides: admit on the spend last read (or
 none) plus this process's own (counted ``fail_open``), or refuse with :class:`BudgetUnavailable`
 (``fail_closed``); either way logged, at most once a minute.
