@@ -36,7 +36,8 @@ SCRIPTS = (
     ("q8", "q8_memory.py", True, 900),
     ("q9", "q9_storage.py", True, 900),
     ("q10", "q10_redelivery.py", True, 2400),
-    ("q11", "q11_customers.py", True, 2400),
+    ("q11", "q11_budgets.py", True, 3600),
+    ("q16", "q16_customers.py", True, 2400),
     ("q12", "q12_billing.py", True, 5400),
     ("q13", "q13_forget.py", True, 3600),
     ("q14", "q14_calls_explorer.py", True, 3600),
@@ -59,6 +60,7 @@ QUESTIONS = {
     "q13": (13,),
     "q14": (14,),
     "q15": (15,),
+    "q16": (16,),
 }
 
 

@@ -18,6 +18,13 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
     from ._billing.billing import Billing
     from ._billing.model import MarginRow, Markup, RepriceChange, RepriceReport, RevenueImport, Statement, StatementLine
     from ._billing.revenue import RevenueFileError
+    from ._budgets.alerts import AlertRule, Alerts
+    from ._budgets.budgets import Budgets
+    from ._budgets.errors import BudgetError, BudgetExceeded, BudgetUnavailable, RateLimited
+    from ._budgets.guard import BudgetGuard
+    from ._budgets.meter import Reservation
+    from ._budgets.model import Budget
+    from ._budgets.report import BudgetStatus
     from ._capture.attribution import (
         TAG_PREFIX,
         TENANT_ATTRIBUTE,
@@ -71,6 +78,13 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __
 __version__ = "0.1.0"
 
 _WHERE: dict[str, str] = {
+    "._budgets.report": "BudgetStatus",
+    "._budgets.model": "Budget",
+    "._budgets.meter": "Reservation",
+    "._budgets.guard": "BudgetGuard",
+    "._budgets.errors": "BudgetError BudgetExceeded BudgetUnavailable RateLimited",
+    "._budgets.budgets": "Budgets",
+    "._budgets.alerts": "AlertRule Alerts",
     "._model.tool": "ToolCall",
     "._model.customer": "Customer",
     "._customers.store": "UpsertResult",
@@ -121,8 +135,17 @@ __all__ = [
     "TENANT_ATTRIBUTE",
     "UNATTRIBUTED_LABEL",
     "USER_ATTRIBUTE",
+    "AlertRule",
+    "Alerts",
     "Billing",
     "Bucket",
+    "Budget",
+    "BudgetError",
+    "BudgetExceeded",
+    "BudgetGuard",
+    "BudgetStatus",
+    "BudgetUnavailable",
+    "Budgets",
     "CallPage",
     "ConfigError",
     "CostExporter",
@@ -144,11 +167,13 @@ __all__ = [
     "PriceRule",
     "Pricer",
     "Pseudonymizer",
+    "RateLimited",
     "Recorded",
     "Recorder",
     "Redactor",
     "RepriceChange",
     "RepriceReport",
+    "Reservation",
     "RevenueFileError",
     "RevenueImport",
     "SegmentRow",

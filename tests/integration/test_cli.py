@@ -257,10 +257,11 @@ def test_schema_prints_ddl_clickhouse_parses(store: Store) -> None:
     # database, raw table, three hourly rollups and their views; migration 2: daily rollup, view, backfill;
     # migration 3: two more daily rollups, each with its view and backfill; migration 4: call_keys, its view,
     # backfill; migration 5: a column on each of the six rollups, a new query for each of their views;
-    # migration 7: the three billing tables; migration 8: the privacy audit and its unfinished anonymizations;
+    # migration 6: budgets, fired alerts, webhook deliveries; migration 7: the three billing tables;
+    # migration 8: the privacy audit and its unfinished anonymizations;
     # migration 9: customers, tool_calls, its rollup and view, the view feeding call_keys with tool keys
     assert (
-        len(statements) == 2 + 17 + 3 + 12 + 3 + 2 + 5
+        len(statements) == 2 + 17 + 3 + 12 + 3 + 3 + 2 + 5
     )  # and, before the migrations, the tables of migrations and leases
     assert len(statements) == len(bootstrap("spanledger")) + sum(
         len(m.statements) + len(m.backfill) for m in migrations("spanledger")

@@ -113,9 +113,12 @@ def test_schema_creation_over_http_is_idempotent(http_store_dsn: str) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name", {"db": first.database}
     ).result_rows
     assert [t[0] for t in tables] == [
+        "alert_deliveries",
         "billing_markups",
         "billing_reprices",
         "billing_revenue",
+        "budget_alerts",
+        "budgets",
         "call_keys",
         "call_keys_mv",
         "customers",

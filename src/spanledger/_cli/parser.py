@@ -311,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--page", type=_positive, default=1, help="page number (default 1)")
     tools.set_defaults(handler="customers.tools")
 
+    from .budgets import add_commands as add_budget_commands  # budgets and alerts: argparse only
+
+    add_budget_commands(sub, store, _Parser)
+
     serve = sub.add_parser(
         "serve",
         parents=[store],

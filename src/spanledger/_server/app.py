@@ -30,7 +30,7 @@ from .._errors import ConfigError, StoreError
 from .._query.ledger import Ledger
 from .._store.dsn import redact as _redact
 from .._store.store import Store
-from . import api, billing_api, calls_api, customers_api, docs, pages, privacy_api, segments_api
+from . import api, billing_api, budgets_api, calls_api, customers_api, docs, pages, privacy_api, segments_api
 from .auth import Authenticator, LoginRequired
 from .settings import ServerSettings, load_settings
 
@@ -200,7 +200,9 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        budgets_api.start(app)
         yield
+        await run_in_threadpool(budgets_api.stop, app)
         await run_in_threadpool(exporter.shutdown)
 
     app = FastAPI(
@@ -228,6 +230,8 @@ def create_app(settings: ServerSettings, *, store: Store | None = None) -> FastA
     app.include_router(segments_api.router)
     docs.mount(app)
     app.include_router(privacy_api.router)
+    app.include_router(budgets_api.router)
+    budgets_api.attach(app, store)
     app.include_router(pages.router)
     app.include_router(billing_api.router)  # billing: statements, margins, markups, revenue, reprice
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

@@ -263,6 +263,7 @@ def migrations(db: str) -> list[Migration]:
         ),
         Migration(4, "call_keys: recently stored calls, so a re-delivered call is counted once", _keys_table(db)),
         Migration(5, "incomplete_requests in every rollup", _added_metric(db, "incomplete_requests")),
+        Migration(6, "budgets, fired alerts and their webhook deliveries", _budget_tables(db)),
         Migration(7, "billing: markups, revenue, repricings", billing_tables(db)),
         Migration(8, "privacy: forget audit records and unfinished anonymizations", _privacy_tables(db)),
         Migration(
@@ -317,6 +318,68 @@ def _added_metric(db: str, name: str) -> tuple[str, ...]:
     ]
     out += [f"ALTER TABLE {db}.{table}_mv MODIFY QUERY\n{rollup_select(db, table)}" for table in ROLLUP_TABLES]
     return tuple(out)
+
+
+BUDGETS_TABLE = "budgets"
+ALERTS_TABLE = "budget_alerts"
+DELIVERIES_TABLE = "alert_deliveries"
+
+
+def _budget_tables(db: str) -> tuple[str, ...]:
+    """Budgets, fired alerts and webhook deliveries (``spanledger._budgets``): small tables shared by every
+    process that writes to the store. A budget or a delivery is a history of rows, the latest by
+    ``updated_at`` being the current one (no row is ever changed); an alert is one row, claimed by its first
+    writer with a deduplication token (its id), so it fires once whatever the number of processes."""
+    budgets = f"""CREATE TABLE IF NOT EXISTS {db}.{BUDGETS_TABLE} (
+    id String,
+    scope LowCardinality(String),
+    tenant_id String,
+    user_id String,
+    tag_key String,
+    tag_value String,
+    period LowCardinality(String),
+    limit_usd Decimal(38, 12),
+    hard UInt8,
+    timezone LowCardinality(String),
+    starts_at Nullable(DateTime64(6, 'UTC')),
+    ends_at Nullable(DateTime64(6, 'UTC')),
+    alert_at Array(UInt16),
+    deleted UInt8,
+    updated_at DateTime64(6, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (id, updated_at)"""
+    alerts = f"""CREATE TABLE IF NOT EXISTS {db}.{ALERTS_TABLE} (
+    id String,
+    kind LowCardinality(String),
+    rule String,
+    tenant_id String,
+    user_id String,
+    period_start DateTime64(6, 'UTC'),
+    spent Decimal(38, 12),
+    threshold Decimal(38, 12),
+    body String,
+    holder String,
+    fired_at DateTime64(6, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY id
+SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"""
+    deliveries = f"""CREATE TABLE IF NOT EXISTS {db}.{DELIVERIES_TABLE} (
+    alert_id String,
+    url String,
+    state LowCardinality(String),
+    attempts UInt32,
+    next_at DateTime64(6, 'UTC'),
+    status UInt16,
+    error String,
+    holder String,
+    updated_at DateTime64(6, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (alert_id, updated_at)
+TTL toDateTime(updated_at) + INTERVAL 90 DAY"""
+    return budgets, alerts, deliveries
 
 
 def schema_ddl(db: str) -> str:

@@ -118,6 +118,11 @@ class Filters:
     def unpaged(self) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in self.local if k not in ("cursor", "direction"))
 
+    def url_with(self, name: str, value: str) -> str:
+        """This view from its first page with the page parameter ``name`` set to ``value`` (``""`` drops it)."""
+        kept = tuple((k, v) for k, v in self.local if k != name)
+        return self.url(local=kept + (((name, value),) if value else ()), page=1)
+
     def get(self, name: str) -> str:
         """A page parameter's value ("" when absent)."""
         return next((v for k, v in self.local if k == name), "")

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from ..._model.rows import UNATTRIBUTED_LABEL
 from .. import params, views
 from ..api import user_id_from_path
+from . import budgets
 from .base import PAGE_SIZES, Reader, filters_for, ledger, render
 
 router = APIRouter(include_in_schema=False)
@@ -17,9 +18,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/users", response_class=HTMLResponse)
 def users(request: Request, principal: Reader) -> Response:
-    f = filters_for(request, principal, "inactive")
+    f = filters_for(request, principal, "inactive", "budget")
     inactive = f.get("inactive") == "1"  # also the customers with a profile and no calls
-    result = ledger(request).users(
+    budget = budgets.users(request, principal, f)  # the budget column; ?budget=over: the users over budget
+    result = budget.over_page or ledger(request).users(
         sort_by=f.sort_by,  # type: ignore[arg-type]
         sort_dir=f.sort_dir,  # type: ignore[arg-type]
         page=f.page,
@@ -30,6 +32,7 @@ def users(request: Request, principal: Reader) -> Response:
         include_inactive=inactive,
         **f.query,
     )
+    budget.fill(request, principal, f, result.rows)
     page_cost = sum((r.usage.cost for r in result.rows), Decimal(0))
     return render(
         request,
@@ -43,6 +46,7 @@ def users(request: Request, principal: Reader) -> Response:
         page_sizes=PAGE_SIZES,
         inactive=result.inactive,
         show_inactive=inactive,
+        budget=budget,
         csv_url="/api/v1/users.csv" + views.query(f.api_query + ([("includeInactive", "true")] if inactive else [])),
     )
 
@@ -87,4 +91,5 @@ def user(request: Request, principal: Reader, user_id: str) -> Response:
         ),
         calls_url=f.url("/calls", user=uid),
         back=f.url("/users"),
+        budget=budgets.user(request, principal, uid, detail.summary.tenant_ids if detail.summary else (), f),
     )

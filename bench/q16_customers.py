@@ -1,4 +1,4 @@
-"""Q11: what customer profiles and tool use cost — the users page, search, inactive customers, one user, an
+"""Q16: what customer profiles and tool use cost — the users page, search, inactive customers, one user, an
 import, and ingest — each side by side with the same work without them, in the same run.
 
 Data: ``--calls`` LLM calls (default 1M; ``--quick`` 100k) from the shared generator (100k users in 1,000
@@ -144,7 +144,7 @@ def main() -> None:
     calls = args.calls or (100_000 if args.quick else 1_000_000)
     tool_rows = args.tools or (20_000 if args.quick else 200_000)
     repeats = args.repeats or (3 if args.quick else 7)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spanledger-q11-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spanledger-q16-"))
     store = Store(f"chdb://{workdir / 'store'}")
     pop = Population()
     notes: list[str] = []
@@ -212,7 +212,7 @@ def main() -> None:
     databases = iter(range(1_000_000))
 
     def empty_store() -> Store:  # its schema created before the clock starts
-        return Store(f"chdb://{workdir / 'store'}?database=q11_import_{next(databases)}")
+        return Store(f"chdb://{workdir / 'store'}?database=q16_import_{next(databases)}")
 
     def import_into(target: Callable[[], Store]) -> Callable[[int], float]:
         def run(_i: int) -> float:
@@ -259,7 +259,7 @@ def main() -> None:
         def run(_i: int) -> float:
             k = next(databases)
             exporter = CostExporter(
-                f"chdb://{workdir / 'store'}?database=q11_ingest_{k}",
+                f"chdb://{workdir / 'store'}?database=q16_ingest_{k}",
                 spool_dir=workdir / f"spool-{k}",
                 flush_interval_ms=600_000,
             )
