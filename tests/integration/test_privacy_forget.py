@@ -135,6 +135,10 @@ def test_forget_deletes_a_user_everywhere_and_tenant_totals_drop_by_exactly_thei
     assert report.spool_calls == 4 + 1  # two in the dead process's spool files, ... and one quarantined
     assert set(report.rows) >= {"usage_by_user_hourly", "usage_by_user_daily"}
     assert holding(store, "alice") == {}  # no table holds the id, in any column
+    commands = store.query(
+        "SELECT command FROM system.mutations WHERE database = {db:String}", {"db": store.database}
+    ).result_rows
+    assert commands and not [c for (c,) in commands if "alice" in c]  # nor the mutations' records
     assert files_holding(spool, "alice") == []  # nor any spool or quarantine file
     assert "alice" not in caplog.text
     after = tenant_costs(ledger)

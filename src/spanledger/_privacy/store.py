@@ -96,10 +96,21 @@ def count_rows(store: Store, target: Target, ids: Sequence[str], tenant: str | N
 
 
 def delete_rows(store: Store, target: Target, ids: Sequence[str], tenant: str | None) -> None:
-    """Delete those rows for good: a synchronous mutation rewrites the parts that held them."""
+    """Delete those rows for good: a synchronous mutation rewrites the parts that held them.
+
+    ClickHouse keeps a mutation's text (``system.mutations``, and a file beside the table's parts) after it
+    has run, with its parameters substituted: the condition therefore names the ids' SipHash-128 digests,
+    never the ids (a digest of an e-mail is not the e-mail; it is what the mutation record keeps)."""
+    digests = store.query(
+        "SELECT hex(sipHash128(id)) FROM (SELECT arrayJoin({pv_ids:Array(String)}) AS id)", {"pv_ids": list(ids)}
+    ).result_rows
+    hexes = ", ".join(f"'{row[0]}'" for row in digests if all(c in "0123456789ABCDEF" for c in row[0]))
+    if not hexes:
+        return
+    scope = " AND tenant_id = {pv_tenant:String}" if tenant is not None and target.tenant else ""
     store.command(
-        f"ALTER TABLE {store.database}.{target.table} DELETE WHERE {_where(target, tenant)}",
-        _params(ids, tenant),
+        f"ALTER TABLE {store.database}.{target.table} DELETE WHERE hex(sipHash128(user_id)) IN ({hexes}){scope}",
+        {"pv_tenant": tenant} if scope else None,
         settings={"mutations_sync": 2},
     )
 
