@@ -333,6 +333,23 @@ def test_a_store_that_refuses_or_stalls_never_blocks_the_check(
         exporter.shutdown()
 
 
+def test_a_new_guard_waits_for_the_stores_first_answer_before_admitting_anyone(
+    store: Store, exporter: CostExporter
+) -> None:
+    """A guard's first reads (opening, first queries) are slower than a warm read: with a short store timeout
+    the first check of a new guard must still see a user already far past a hard budget, not fail open."""
+    store_calls(store, ("umbrella", "malik", "6.5", datetime.now(UTC) - timedelta(days=1)))
+    Budgets(store).set(user_id="malik", period="lifetime", limit="0.01")
+    guard = BudgetGuard(store, pipeline=exporter.pipeline, store_timeout_ms=1)  # warm reads: 1 ms at most
+    try:
+        with pytest.raises(BudgetExceeded) as refused:
+            guard.check("0.001", user_id="malik", tenant_id="umbrella")
+        assert refused.value.spent == Decimal("6.5") and guard.stats["fail_open"] == 0
+        assert guard.timeout == 0.001 and guard.first_timeout == 5.0  # the first answer may take 5 s (default)
+    finally:
+        guard.close()
+
+
 def test_the_readme_example_runs(store_dsn: str, exporter: CostExporter) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     code = readme.split("<!-- budgets-example -->\n```python\n", 1)[1].split("```", 1)[0]

@@ -115,6 +115,10 @@ class BudgetGuard:
             the store (an exporter or recorder of it shares the same), created if there is none.
         cache_ttl_ms: How old the spend read from the store may be (``SPANLEDGER_BUDGET_CACHE_MS``, 1000).
         store_timeout_ms: Longest wait for the store in a check (``SPANLEDGER_BUDGET_STORE_TIMEOUT_MS``, 250).
+        first_read_timeout_ms: Longest wait in the checks before the store first answered this guard
+            (``SPANLEDGER_BUDGET_FIRST_READ_TIMEOUT_MS``, 5000): opening a store and its first reads take
+            longer than a warm read, and a guard that failed open on its first call would admit a user
+            already far past a hard budget.
         fail_open: When the store cannot answer: admit (True) or refuse (``SPANLEDGER_BUDGET_FAIL_OPEN``, True).
         reservation_ttl_s: Seconds before an unsettled reservation is released
             (``SPANLEDGER_BUDGET_RESERVATION_TTL_S``, 300).
@@ -133,6 +137,7 @@ class BudgetGuard:
         pipeline: Pipeline | None = None,
         cache_ttl_ms: int | None = None,
         store_timeout_ms: int | None = None,
+        first_read_timeout_ms: int | None = None,
         fail_open: bool | None = None,
         reservation_ttl_s: int | None = None,
         default_estimate: Decimal | str | None = None,
@@ -155,6 +160,9 @@ class BudgetGuard:
         self.pipeline = pipeline
         self.ttl = env_int("SPANLEDGER_BUDGET_CACHE_MS", cache_ttl_ms, 1000, minimum=1) / 1000
         self.timeout = env_int("SPANLEDGER_BUDGET_STORE_TIMEOUT_MS", store_timeout_ms, 250, minimum=0) / 1000
+        first = env_int("SPANLEDGER_BUDGET_FIRST_READ_TIMEOUT_MS", first_read_timeout_ms, 5000, minimum=0) / 1000
+        self.first_timeout = max(self.timeout, first)
+        self._warm = False  # the store has answered a check of this guard
         self.fail_open = env_bool("SPANLEDGER_BUDGET_FAIL_OPEN", fail_open, True)
         self.refresh = env_int("SPANLEDGER_BUDGET_REFRESH_S", refresh_s, 10, minimum=1)
         self.rates = RateLimits(user_rpm=user_rpm, user_tpm=user_tpm, tenant_rpm=tenant_rpm, tenant_tpm=tenant_tpm)
@@ -245,7 +253,7 @@ class BudgetGuard:
             BudgetUnavailable: The store cannot be read and the guard fails closed.
             InvalidCallError: A negative estimate or token count.
         """
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self._wait()
         ask = self._ask(
             estimate,
             deadline,
@@ -262,7 +270,7 @@ class BudgetGuard:
 
     async def acheck(self, estimate: Decimal | str | int | None = None, **kwargs: Any) -> Reservation:
         """:meth:`check` for ``async`` code: a wait for the store happens in a worker thread, never on the loop."""
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self._wait()
         if self._book_at == float("-inf"):
             await asyncio.get_running_loop().run_in_executor(None, self._book_ready, deadline)
         ask = self._ask(estimate, deadline, **kwargs)
@@ -312,6 +320,10 @@ class BudgetGuard:
         span = trace.get_current_span().get_span_context()
         return _Ask(tenant, user, amount, declared, tuple(checks), span.trace_id if span.is_valid else 0)
 
+    def _wait(self) -> float:
+        """How long a check may wait for the store: longer until the store first answered this guard."""
+        return self.timeout if self._warm else self.first_timeout
+
     def _store_problem(self, subject: str, problem: str) -> None:
         """The store could not answer in time: fail open (counted, logged) or closed (raised)."""
         self.stats["store_unavailable"] += 1
@@ -328,6 +340,8 @@ class BudgetGuard:
         who = f"user {ask.user_id}" if ask.user_id else f"tenant {ask.tenant_id}"
         if problem is not None and ask.checks:
             self._store_problem(who, problem)
+        elif problem is None and self._book_at != float("-inf"):
+            self._warm = True
         with self.meter.cond:
             for budget, key in ask.checks:
                 committed = self.meter.entry(key).committed
@@ -358,7 +372,7 @@ class BudgetGuard:
     ) -> list[Usage]:
         """What counts against each budget of a user (and tenant) now, as :meth:`check` sees it (the same wait
         for the store, at most ``store_timeout_ms``)."""
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self._wait()
         ask = self._ask(None, deadline, user_id=user_id, tenant_id=tenant_id, tags=tags, soft=True)
         self.meter.fresh([k for _, k in ask.checks], max(0.0, deadline - time.monotonic()))
         with self.meter.cond:
