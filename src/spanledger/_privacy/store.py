@@ -76,9 +76,10 @@ def targets(store: Store) -> list[Target]:
     return out
 
 
-def _where(target: Target, tenant: str | None) -> str:
+def _where(target: Target, tenant: str | None, ids: str = "user_id IN {pv_ids:Array(String)}") -> str:
+    """The rows of the ids (``ids``: the condition naming them), in ``tenant`` when the table's rows name one."""
     scope = " AND tenant_id = {pv_tenant:String}" if tenant is not None and target.tenant else ""
-    return "user_id IN {pv_ids:Array(String)}" + scope
+    return ids + scope
 
 
 def _params(ids: Sequence[str], tenant: str | None, **more: Any) -> dict[str, Any]:
@@ -107,10 +108,10 @@ def delete_rows(store: Store, target: Target, ids: Sequence[str], tenant: str | 
     hexes = ", ".join(f"'{row[0]}'" for row in digests if all(c in "0123456789ABCDEF" for c in row[0]))
     if not hexes:
         return
-    scope = " AND tenant_id = {pv_tenant:String}" if tenant is not None and target.tenant else ""
+    where = _where(target, tenant, f"hex(sipHash128(user_id)) IN ({hexes})")
     store.command(
-        f"ALTER TABLE {store.database}.{target.table} DELETE WHERE hex(sipHash128(user_id)) IN ({hexes}){scope}",
-        {"pv_tenant": tenant} if scope else None,
+        f"ALTER TABLE {store.database}.{target.table} DELETE WHERE {where}",
+        {"pv_tenant": tenant} if tenant is not None and target.tenant else None,
         settings={"mutations_sync": 2},
     )
 
